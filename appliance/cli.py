@@ -1,0 +1,198 @@
+"""The `appliance` command. Every subcommand takes --workspace DIR, --json and --set section.key=value.
+
+Exit codes: 0 success; 1 the command ran and found a problem (doctor, audit verify); 2 bad input or usage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__
+from appliance.config import ConfigError
+from appliance.models import ModelError
+from appliance.workspace import default_root, init_workspace, open_workspace
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed without a traceback, exit code 2."""
+
+
+def _emit(args: argparse.Namespace, payload: Any, human: Callable[[], None]) -> None:
+    if args.json:
+        print(json.dumps(payload, indent=2, ensure_ascii=False, default=_json_default))
+    else:
+        human()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
+
+
+def _workspace(args: argparse.Namespace, create: bool = True):
+    return open_workspace(Path(args.workspace) if args.workspace else None, args.set, create=create)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    ws = init_workspace(Path(args.workspace) if args.workspace else default_root(), args.set)
+    _emit(args, {"workspace": str(ws.root), "config": str(ws.config_path), "audit": str(ws.audit_path)},
+          lambda: print(f"workspace ready at {ws.root}\n  config: {ws.config_path}\n  audit:  {ws.audit_path}"))
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from appliance.doctor import report, run_checks
+
+    ws = _workspace(args, create=False)
+    checks = run_checks(ws.config, full=args.full)
+    result = report(checks) | {"workspace": str(ws.root)}
+
+    def human() -> None:
+        for c in checks:
+            print(f"  [{c.status:^4}] {c.name:<34} {c.detail}")
+        print("ready" if result["ok"] else "NOT READY: fix the [fail] lines above")
+
+    _emit(args, result, human)
+    return EXIT_OK if result["ok"] else EXIT_PROBLEM
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from appliance.ask import ask_closed_book
+
+    if not args.no_rag:
+        raise UsageError("answering from documents needs an index, which this version cannot build yet "
+                         "(ingestion and retrieval are not installed); use --no-rag for a closed-book answer")
+    if args.strategy != "single":
+        raise UsageError(f"strategy {args.strategy!r} is not available yet; only 'single' is")
+    ws = _workspace(args)
+    result = ask_closed_book(ws, args.question, model=args.model, command=shlex.join(["appliance", *sys.argv[1:]]))
+    _emit(args, result.to_dict(), lambda: print(
+        f"{result.answer}\n\n— {result.model} (sha256 {result.model_sha256[:12]}…), {result.condition}, "
+        f"{result.prompt_tokens}+{result.completion_tokens} tokens, {result.latency_ms / 1000:.1f} s, run {result.run_id}"))
+    return EXIT_OK
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from appliance.audit import AuditStore
+
+    ws = _workspace(args)
+    with AuditStore(ws.audit_path) as store:
+        rep = store.verify()
+        head = store.head()
+    payload = rep.to_dict() | {"store": str(ws.audit_path), "head": head}
+
+    def human() -> None:
+        for f in rep.findings:
+            print(f"  {f}")
+        verdict = "intact" if rep.ok else f"TAMPERING OR LOSS DETECTED ({len(rep.findings)} findings)"
+        print(f"{ws.audit_path}: {rep.runs} runs, {rep.rows} chained rows: {verdict}")
+        if head:
+            print(f"head {head} (keep it elsewhere to detect a later deletion of the newest run)")
+
+    _emit(args, payload, human)
+    return EXIT_OK if rep.ok else EXIT_PROBLEM
+
+
+def cmd_audit_sql(args: argparse.Namespace) -> int:
+    from appliance.audit import query
+
+    ws = _workspace(args)
+    names, rows = query(ws.audit_path, args.sql)
+
+    def human() -> None:
+        cells = [[("NULL" if v is None else str(v)).replace("\n", "⏎") for v in row] for row in rows]
+        widths = [min(60, max([len(n)] + [len(r[i]) for r in cells])) for i, n in enumerate(names)]
+        print(" | ".join(n.ljust(w) for n, w in zip(names, widths)))
+        print("-+-".join("-" * w for w in widths))
+        for r in cells:
+            print(" | ".join((v if len(v) <= w else v[: w - 1] + "…").ljust(w) for v, w in zip(r, widths)))
+        print(f"({len(rows)} rows)")
+
+    _emit(args, [dict(zip(names, r)) for r in rows], human)
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from appliance.models import load_manifest
+
+    ws = _workspace(args)
+    manifest = load_manifest(ws.config.models_dir)
+    rows = [{"name": m.name, "role": m.role, "file": m.file, "sha256": m.sha256, "size": m.size,
+             "licence": m.licence, "default_for": [r for r, n in manifest.defaults.items() if n == m.name]}
+            for m in manifest.models]
+    _emit(args, rows, lambda: [print(f"  {r['name']:<30} {r['role']:<15} {r['size'] / 1e6:7.1f} MB  {r['licence']:<20} "
+                                     f"{'default ' + ','.join(r['default_for']) if r['default_for'] else ''}") for r in rows])
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the TUI and the docs)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", metavar="DIR", help="workspace directory (default ./workspace or $APPLIANCE_WORKSPACE)")
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
+
+    parser = argparse.ArgumentParser(prog="appliance", description=__doc__.splitlines()[0], parents=[common])
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", parents=[common], help="create a workspace (config.toml, audit store)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("doctor", parents=[common], help="check Python, backend, models and offline readiness")
+    p.add_argument("--full", action="store_true", help="re-hash every model file instead of trusting the last check")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("ask", parents=[common], help="answer one question (recorded in the audit store)")
+    p.add_argument("question")
+    p.add_argument("--no-rag", action="store_true", help="closed-book: the model's own knowledge, no documents")
+    p.add_argument("--strategy", default="single", choices=["single", "best-of-n", "self-consistency", "council"])
+    p.add_argument("--model", help="model name from models/manifest.toml (default: config models.generator)")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("models", parents=[common], help="list the models of models/manifest.toml")
+    p.set_defaults(func=cmd_models)
+
+    audit = sub.add_parser("audit", parents=[common], help="the audit store: verify the chain, query it read-only")
+    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    p = asub.add_parser("verify", parents=[common], help="report any edited or deleted row (exit 1 if any)")
+    p.set_defaults(func=cmd_audit_verify)
+    p = asub.add_parser("sql", parents=[common], help="run one read-only SELECT (writes are refused)")
+    p.add_argument("sql")
+    p.set_defaults(func=cmd_audit_sql)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `appliance` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from appliance.audit import AuditError, ReadOnlyQueryError
+
+    try:
+        return args.func(args)
+    except ReadOnlyQueryError as e:
+        print(f"appliance: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (UsageError, ConfigError, ModelError, AuditError, ValueError) as e:
+        print(f"appliance: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("appliance: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""One typed configuration: workspace/config.toml, then APPLIANCE__SECTION__KEY variables, then --set on the CLI.
+
+    [llm]
+    n_ctx = 4096            # APPLIANCE__LLM__N_CTX=2048 or `appliance --set llm.n_ctx=2048 ...` override it
+
+Unknown sections or keys are refused, so a typo never silently does nothing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from appliance.models import DEFAULT_MODELS_DIR
+
+ENV_PREFIX = "APPLIANCE__"
+
+
+class ConfigError(ValueError):
+    """The configuration names an unknown key or a value of the wrong type."""
+
+
+@dataclass
+class ModelsConfig:
+    """Which models from models/manifest.toml the appliance uses."""
+
+    dir: str = ""                           # empty: models/ of this checkout
+    generator: str = "generator"            # a model name, or a role resolved to the manifest's default
+    embedder: str = "embedder"
+
+
+@dataclass
+class LLMConfig:
+    """llama.cpp generation settings."""
+
+    n_ctx: int = 4096
+    n_threads: int = 0                      # 0: all cores
+    n_batch: int = 512
+    temperature: float = 0.0                # 0: greedy, deterministic
+    top_p: float = 1.0
+    max_tokens: int = 256
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    """Everything configurable, in one object."""
+
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.models.dir) if self.models.dir else DEFAULT_MODELS_DIR
+
+
+def _coerce(section: str, key: str, typ: Any, value: Any) -> Any:
+    typ = {"int": int, "float": float, "str": str, "bool": bool}.get(typ, typ) if isinstance(typ, str) else typ
+    if isinstance(value, str) and typ is not str:
+        if typ is bool:
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{section}.{key}: expected true/false, got {value!r}")
+        try:
+            return typ(value)
+        except ValueError:
+            raise ConfigError(f"{section}.{key}: expected {typ.__name__}, got {value!r}") from None
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"{section}.{key}: expected {typ.__name__}, got {value!r}")
+    return value
+
+
+def _apply(cfg: Config, section: str, key: str, value: Any, origin: str) -> None:
+    sections = {f.name: f for f in fields(cfg)}
+    if section not in sections:
+        raise ConfigError(f"{origin}: unknown section [{section}] (known: {', '.join(sections)})")
+    obj = getattr(cfg, section)
+    keys = {f.name: f for f in fields(obj)}
+    if key not in keys:
+        raise ConfigError(f"{origin}: unknown key {section}.{key} (known: {', '.join(keys)})")
+    setattr(obj, key, _coerce(section, key, keys[key].type, value))
+
+
+def load_config(path: Path | None, overrides: list[str] | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Defaults, then the TOML file (if it exists), then environment variables, then `section.key=value` overrides."""
+    cfg = Config()
+    if path is not None and path.is_file():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        for section, values in raw.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: {section} must be a [section]")
+            for key, value in values.items():
+                _apply(cfg, section, key, value, str(path))
+    env = os.environ if environ is None else environ
+    for name, value in sorted(env.items()):
+        if name.startswith(ENV_PREFIX):
+            parts = name[len(ENV_PREFIX):].lower().split("__")
+            if len(parts) != 2:
+                raise ConfigError(f"${name}: expected {ENV_PREFIX}SECTION__KEY")
+            _apply(cfg, parts[0], parts[1], value, f"${name}")
+    for item in overrides or []:
+        dotted, sep, value = item.partition("=")
+        section, dot, key = dotted.strip().partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        _apply(cfg, section, key, value.strip(), f"--set {item}")
+    return cfg
+
+
+def render_toml(cfg: Config) -> str:
+    """The configuration as TOML, every key written out (what `appliance init` puts in the workspace)."""
+    out = ["# Appliance configuration. Override any key with APPLIANCE__SECTION__KEY or --set section.key=value.\n"]
+    for section, values in cfg.to_dict().items():
+        out.append(f"\n[{section}]\n")
+        for key, value in values.items():
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, str):
+                text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            else:
+                text = repr(value)
+            out.append(f"{key} = {text}\n")
+    return "".join(out)

@@ -1,0 +1,93 @@
+"""The llama.cpp generator backend (llama-cpp-python): one model kept loaded, prompts rendered by us so the exact
+text the model saw is what the audit store records."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.config import LLMConfig
+from appliance.llm.prompts import PromptTemplate
+from appliance.models import ModelEntry
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings of one generation (recorded with it)."""
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg: LLMConfig) -> SamplingParams:
+        return cls(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=cfg.seed)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a generation produced, with the exact prompt and its cost."""
+
+    text: str
+    prompt: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    finish_reason: str
+
+
+class LlamaCppGenerator:
+    """A GGUF model served by llama.cpp on this machine (CPU, or GPU layers when the build supports it)."""
+
+    backend = "llama.cpp"
+
+    def __init__(self, entry: ModelEntry, path: Path, cfg: LLMConfig) -> None:
+        import llama_cpp
+
+        self.entry = entry
+        self.cfg = cfg
+        self.llm = llama_cpp.Llama(
+            model_path=str(path), n_ctx=cfg.n_ctx, n_batch=cfg.n_batch,
+            n_threads=cfg.n_threads or os.cpu_count() or 1, seed=cfg.seed,
+            n_gpu_layers=-1 if llama_cpp.llama_supports_gpu_offload() else 0, verbose=False,
+        )
+        template = self.llm.metadata.get("tokenizer.chat_template") if entry.chat_template else None
+        self._bos = self._token_text(self.llm.token_bos())
+        self._eos = self._token_text(self.llm.token_eos())
+        self._chat = (llama_cpp.llama_chat_format.Jinja2ChatFormatter(template, eos_token=self._eos, bos_token=self._bos)
+                      if template else None)
+
+    def _token_text(self, token: int) -> str:
+        return self.llm._model.token_get_text(token) if token != -1 else ""
+
+    @property
+    def uses_chat_template(self) -> bool:
+        return self._chat is not None
+
+    def render(self, template: PromptTemplate, **fields: str) -> tuple[str, tuple[str, ...]]:
+        """The exact prompt text for this model (its GGUF chat template, or the plain form) and its stop strings."""
+        if self._chat is not None:
+            response = self._chat(messages=template.messages(**fields))
+            return response.prompt, tuple(s for s in [self._eos] if s)
+        return template.completion(**fields), template.stop
+
+    def generate(self, prompt: str, params: SamplingParams, stop: tuple[str, ...] = ()) -> Generation:
+        """Generate from an already-rendered prompt."""
+        add_special = not (self._bos and prompt.startswith(self._bos))
+        tokens = self.llm.tokenize(prompt.encode(), add_bos=add_special, special=True)
+        if len(tokens) + params.max_tokens > self.cfg.n_ctx:
+            raise ValueError(f"prompt of {len(tokens)} tokens + {params.max_tokens} to generate exceeds "
+                             f"n_ctx={self.cfg.n_ctx}; shorten it or raise llm.n_ctx")
+        t0 = time.perf_counter()
+        out = self.llm.create_completion(
+            tokens, max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+            seed=params.seed, stop=list(stop) or None,
+        )
+        latency_ms = (time.perf_counter() - t0) * 1000
+        choice = out["choices"][0]
+        usage = out["usage"]
+        return Generation(text=choice["text"].strip(), prompt=prompt, prompt_tokens=usage["prompt_tokens"],
+                          completion_tokens=usage["completion_tokens"], latency_ms=latency_ms,
+                          finish_reason=choice.get("finish_reason") or "")
