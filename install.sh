@@ -51,7 +51,7 @@ install_offline() {
     say "installing from bundles/wheels only (--no-index --require-hashes)"
     # --isolated: no user/site pip config, no PIP_* variables: only the bundle counts
     "$VENV/bin/python" -m pip --isolated --disable-pip-version-check install --quiet --no-index \
-      --find-links "$ROOT/bundles/wheels" --require-hashes -r bundles/install-lock.txt \
+      --find-links "$ROOT/bundles/wheels" --require-hashes --no-deps -r bundles/install-lock.txt \
       || die "pip refused the bundle (see above)"
     "$VENV/bin/python" -m pip --isolated --disable-pip-version-check install --quiet --no-index --no-deps \
       --no-build-isolation -e "$ROOT" || die "installing the appliance package failed"

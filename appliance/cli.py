@@ -91,6 +91,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     with AuditStore(ws.audit_path) as store:
         rep = store.verify()
         head = store.head()
+        if args.expect_head:
+            store.check_head(args.expect_head, rep)
     payload = rep.to_dict() | {"store": str(ws.audit_path), "head": head}
 
     def human() -> None:
@@ -168,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", parents=[common], help="the audit store: verify the chain, query it read-only")
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     p = asub.add_parser("verify", parents=[common], help="report any edited or deleted row (exit 1 if any)")
+    p.add_argument("--expect-head", metavar="HASH", help="a head hash noted earlier: fail if that run is gone")
     p.set_defaults(func=cmd_audit_verify)
     p = asub.add_parser("sql", parents=[common], help="run one read-only SELECT (writes are refused)")
     p.add_argument("sql")

@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from appliance.audit.chain import CHAIN_COLUMNS, VerifyReport, row_hash, verify_rows
+from appliance.audit.chain import CHAIN_COLUMNS, Finding, VerifyReport, row_hash, verify_rows
 from appliance.audit.migrations import MIGRATIONS
 
 __all__ = ["AuditStore", "AuditError", "Run", "ReadOnlyQueryError"]
@@ -167,6 +167,12 @@ class AuditStore:
         order = [r for (r,) in self.con.execute("SELECT run_id FROM runs ORDER BY created_at").fetchall()]
         report = verify_rows(by_run, order, self._open_runs)
         return report
+
+    def check_head(self, expected: str, report: VerifyReport) -> None:
+        """Add a finding to `report` unless a run header with row_hash `expected` (an earlier head) still exists."""
+        found = self.con.execute("SELECT run_id FROM runs WHERE row_hash = ?", [expected]).fetchall()
+        if not found:
+            report.findings.append(Finding("?", "run_deleted", f"the run with head hash {expected} is gone"))
 
     def head(self) -> str | None:
         """row_hash of the newest run header: record it elsewhere to detect a later deletion of that whole run."""

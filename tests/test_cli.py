@@ -1,0 +1,74 @@
+"""The CLI as a user drives it: init, doctor, models, ask with the small bundled model, audit."""
+from pathlib import Path
+
+import duckdb
+
+from conftest import TEST_MODEL
+
+
+def test_init_writes_config_and_audit_store(cli, workspace: Path) -> None:
+    code, out, _ = cli("init", "--json")
+    assert code == 0 and Path(out["config"]).is_file() and Path(out["audit"]).is_file()
+    assert "[llm]" in (workspace / "config.toml").read_text()
+
+
+def test_doctor_reports_ready(cli) -> None:
+    code, out, _ = cli("doctor", "--json")
+    failed = [c for c in out["checks"] if c["status"] == "fail"]
+    assert code == 0 and out["ok"] and not failed
+    names = {c["name"] for c in out["checks"]}
+    assert {"generator backend", "offline settings", f"model {TEST_MODEL}"} <= names
+
+
+def test_models_lists_the_manifest(cli) -> None:
+    code, out, _ = cli("models", "--json")
+    assert code == 0 and {m["name"] for m in out} >= {TEST_MODEL, "qwen2.5-coder-0.5b-instruct", "all-minilm-l6-v2"}
+
+
+def test_ask_answers_and_lands_in_the_audit_store(cli, workspace: Path) -> None:
+    code, out, _ = cli("ask", "--no-rag", "What is the capital of France?", "--model", TEST_MODEL, "--json")
+    assert code == 0 and out["answer"] and out["run_id"]
+    con = duckdb.connect(str(workspace / "audit.duckdb"), read_only=True)
+    rows = con.execute("SELECT model_name, model_sha256, template_id, output, prompt, params_json, prompt_tokens "
+                       "FROM answers WHERE run_id = ?", [out["run_id"]]).fetchall()
+    con.close()
+    assert len(rows) == 1
+    model, sha, template, output, prompt, params, prompt_tokens = rows[0]
+    assert (model, sha, output) == (TEST_MODEL, out["model_sha256"], out["answer"])
+    assert template == "closed-book/v1" and "capital of France" in prompt and prompt_tokens > 0
+    assert '"seed": 0' in params and '"temperature": 0.0' in params
+    code, verify, _ = cli("audit", "verify", "--json")
+    assert code == 0 and verify["ok"] and verify["runs"] == 1
+
+
+def test_greedy_answers_are_reproducible(cli) -> None:
+    answers = {cli("ask", "--no-rag", "Name a primary colour.", "--model", TEST_MODEL, "--json")[1]["answer"]
+               for _ in range(2)}
+    assert len(answers) == 1
+
+
+def test_ask_with_rag_says_what_is_missing(cli) -> None:
+    code, _, err = cli("ask", "What does the manual say?", "--model", TEST_MODEL)
+    assert code == 2 and "--no-rag" in err
+
+
+def test_audit_sql_refuses_writes_from_the_cli(cli) -> None:
+    cli("init")
+    code, _, err = cli("audit", "sql", "DELETE FROM answers")
+    assert code == 2 and "read-only" in err
+    code, out, _ = cli("audit", "sql", "SELECT count(*) AS n FROM v_runs", "--json")
+    assert code == 0 and out == [{"n": 0}]
+
+
+def test_audit_verify_exits_nonzero_on_tampering(cli, workspace: Path) -> None:
+    cli("ask", "--no-rag", "2+2?", "--model", TEST_MODEL)
+    con = duckdb.connect(str(workspace / "audit.duckdb"))
+    con.execute("UPDATE answers SET output = '5'")
+    con.close()
+    code, out, _ = cli("audit", "verify", "--json")
+    assert code == 1 and not out["ok"] and out["findings"][0]["problem"] == "edited"
+
+
+def test_unknown_model_is_a_clear_error(cli) -> None:
+    code, _, err = cli("ask", "--no-rag", "hi", "--model", "gpt-9")
+    assert code == 2 and "unknown model" in err
