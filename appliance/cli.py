@@ -84,6 +84,75 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _groups(value: str | None) -> list[str]:
+    return [g.strip() for g in (value or "").split(",") if g.strip()]
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from appliance.ingest import ingest
+
+    ws = _workspace(args)
+    if args.chunker:
+        ws.config.ingest.chunker = args.chunker
+        ws.config.validate()
+    progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    report = ingest(ws, [Path(p) for p in args.paths], groups=_groups(args.groups), prune=args.prune,
+                    progress=progress, command=shlex.join(["appliance", *sys.argv[1:]]))
+
+    def human() -> None:
+        for f in report.files:
+            if f.status in ("skipped", "removed") or f.warnings:
+                print(f"  {f.status:<9} {f.path}: {f.detail or '; '.join(f.warnings)}")
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts().items()))
+        print(f"{counts}; {report.chunks_total} chunks in the index; {report.seconds:.1f} s; run {report.run_id}")
+        if report.over_window:
+            print(f"  note: {report.over_window} new chunks exceed the embedder's {report.embedder_window}-piece window "
+                  f"(their tails are not embedded, but remain searchable by full text)")
+
+    _emit(args, report.to_dict(), human)
+    return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from appliance.retrieval import Retriever
+
+    ws = _workspace(args)
+    result = Retriever(ws.config, ws.index_dir).search(args.query, k=args.k, mode=args.mode,
+                                                       groups=_groups(args.groups))
+    payload = {"query": result.query, "mode": result.mode, "k": result.k, "groups": result.groups,
+               "latency_ms": result.latency_ms, "hits": [h.to_dict() for h in result.hits]}
+
+    def human() -> None:
+        for h in result.hits:
+            page = f" p.{h.page_start}" if h.page_start else ""
+            print(f"#{h.rank} {h.score:.4f}  {h.file_name}{page}  {h.section[:70]}")
+            print("    " + h.text[:400].replace("\n", "\n    "))
+        print(f"({len(result.hits)} hits, {result.mode}, {result.latency_ms:.0f} ms)")
+
+    _emit(args, payload, human)
+    return EXIT_OK
+
+
+def cmd_eval_retrieval(args: argparse.Namespace) -> int:
+    from appliance.evaluation.retrieval import evaluate_retrieval
+
+    ws = _workspace(args)
+    summary = evaluate_retrieval(ws, Path(args.questions), k=args.k, mode=args.mode, groups=_groups(args.groups),
+                                 command=shlex.join(["appliance", *sys.argv[1:]]))
+
+    def human() -> None:
+        for q in summary["questions"]:
+            mark = f"rank {q['rank']}" if q["retrieved"] else ("MISS (not in index)" if not q["in_index"] else "MISS")
+            print(f"  {q['id']:<6} {q['kind']:<10} {mark:<20} {', '.join(dict.fromkeys(q['top_files']))[:80]}")
+        print(f"recall@{summary['k']} {summary['recall_at_k']:.3f}  MRR {summary['mrr']:.3f}  "
+              f"({summary['n']} answerable questions, mode {summary['mode']}, run {summary['run_id']})")
+        for kind, b in summary["by_kind"].items():
+            print(f"  {kind:<10} n={b['n']:<3} recall@{summary['k']} {b['recall_at_k']:.3f}  MRR {b['mrr']:.3f}")
+
+    _emit(args, summary, human)
+    return EXIT_OK
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from appliance.audit import AuditStore
 
@@ -141,10 +210,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the TUI and the docs)."""
+    # SUPPRESS: an option given before the subcommand is not reset by the subcommand's own default
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--workspace", metavar="DIR", help="workspace directory (default ./workspace or $APPLIANCE_WORKSPACE)")
-    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    common.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
+    common.add_argument("--workspace", metavar="DIR", default=argparse.SUPPRESS,
+                        help="workspace directory (default ./workspace or $APPLIANCE_WORKSPACE)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output on stdout")
+    common.add_argument("--set", action="append", default=argparse.SUPPRESS, metavar="SECTION.KEY=VALUE",
+                        help="override a config value")
 
     parser = argparse.ArgumentParser(prog="appliance", description=__doc__.splitlines()[0], parents=[common])
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
@@ -164,6 +236,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model name from models/manifest.toml (default: config models.generator)")
     p.set_defaults(func=cmd_ask)
 
+    p = sub.add_parser("ingest", parents=[common], help="parse, chunk and index documents (incremental)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    p.add_argument("--groups", help="access groups (comma-separated) that may see these documents")
+    p.add_argument("--chunker", choices=["structure", "window"], help="override ingest.chunker")
+    p.add_argument("--prune", action="store_true", help="remove indexed files that vanished from the given folders")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("search", parents=[common], help="retrieve the chunks that best match a query")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, help="number of hits (default retrieval.k)")
+    p.add_argument("--mode", choices=["vector", "fts", "hybrid"], help="default retrieval.mode")
+    p.add_argument("--groups", help="the caller's access groups (comma-separated)")
+    p.set_defaults(func=cmd_search)
+
+    ev = sub.add_parser("eval", parents=[common], help="evaluate against a golden question set")
+    esub = ev.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    p = esub.add_parser("retrieval", parents=[common], help="gold-evidence recall@k and MRR, per question")
+    p.add_argument("--questions", required=True, metavar="FILE", help="golden set (JSONL)")
+    p.add_argument("-k", type=int)
+    p.add_argument("--mode", choices=["vector", "fts", "hybrid"])
+    p.add_argument("--groups", help="access groups added to every question's own")
+    p.set_defaults(func=cmd_eval_retrieval)
+
     p = sub.add_parser("models", parents=[common], help="list the models of models/manifest.toml")
     p.set_defaults(func=cmd_models)
 
@@ -182,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `appliance` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    for name, default in (("workspace", None), ("json", False), ("set", [])):
+        if not hasattr(args, name):
+            setattr(args, name, default)
     from appliance.audit import AuditError, ReadOnlyQueryError
 
     try:
@@ -189,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     except ReadOnlyQueryError as e:
         print(f"appliance: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, ConfigError, ModelError, AuditError, ValueError) as e:
+    except (UsageError, ConfigError, ModelError, AuditError, ValueError, FileNotFoundError) as e:
         print(f"appliance: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

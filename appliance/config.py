@@ -46,11 +46,59 @@ class LLMConfig:
 
 
 @dataclass
+class IngestConfig:
+    """How documents are parsed and cut into chunks (sizes in the embedder's word pieces)."""
+
+    chunker: str = "structure"              # structure | window
+    max_tokens: int = 200                   # chunk body; the section prefix is added on top (MiniLM reads 256)
+    min_tokens: int = 48                    # structure: a section smaller than this is merged with the next
+    overlap_tokens: int = 40                # structure: a chunk cut for size starts with the previous one's tail
+    window_tokens: int = 200                # window: size of each window
+    window_overlap: int = 40                # window: word pieces shared by consecutive windows
+    section_prefix: bool = True             # embed and index "section path" + text, so headings count
+    max_file_mb: int = 50                   # larger files are skipped and reported
+    max_unzipped_mb: int = 200              # DOCX/PPTX/XLSX: refuse more uncompressed bytes than this...
+    max_zip_ratio: int = 100                # ...or a compression ratio above this (zip bombs)
+
+
+@dataclass
+class RetrievalConfig:
+    """How questions find chunks."""
+
+    mode: str = "hybrid"                    # vector | fts | hybrid (reciprocal rank fusion)
+    k: int = 5
+    candidates: int = 50                    # per list, before fusion
+    rrf_k: int = 60
+    fts_weight: float = 1.0                 # hybrid: weight of the full-text list in the fusion
+    vector_weight: float = 1.0              # hybrid: weight of the vector list in the fusion
+    mmr_lambda: float = 1.0                 # 1: rank by relevance only; lower trades relevance for diversity (MMR)
+    max_per_doc: int = 0                    # 0: no cap; else at most this many chunks of one document in the top k
+    rerank: str = "none"                    # none | sentence (MiniLM max-similarity over the chunk's sentences)
+    embed_batch: int = 64
+
+
+@dataclass
 class Config:
     """Everything configurable, in one object."""
 
     models: ModelsConfig = field(default_factory=ModelsConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values that are the right type but make no sense."""
+        choices = {("ingest", "chunker"): ("structure", "window"), ("retrieval", "mode"): ("vector", "fts", "hybrid"),
+                   ("retrieval", "rerank"): ("none", "sentence")}
+        for (section, key), allowed in choices.items():
+            value = getattr(getattr(self, section), key)
+            if value not in allowed:
+                raise ConfigError(f"{section}.{key} = {value!r}: choose one of {', '.join(allowed)}")
+        if not 0 <= self.ingest.window_overlap < self.ingest.window_tokens:
+            raise ConfigError("ingest.window_overlap must be >= 0 and smaller than ingest.window_tokens")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -117,6 +165,7 @@ def load_config(path: Path | None, overrides: list[str] | None = None, environ: 
         if not sep or not dot:
             raise ConfigError(f"--set {item!r}: expected section.key=value")
         _apply(cfg, section, key, value.strip(), f"--set {item}")
+    cfg.validate()
     return cfg
 
 

@@ -17,6 +17,9 @@ OFFLINE_ENV: dict[str, str] = {
     "SCARF_NO_ANALYTICS": "1",        # unstructured's Scarf telemetry
     "ANONYMIZED_TELEMETRY": "False",
     "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # no progress bars in CLI output and logs
+    "TRANSFORMERS_VERBOSITY": "error",
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",   # unstructured's advertising line on stdout
 }
 
 

@@ -27,6 +27,10 @@ class Workspace:
         return self.root / "audit.duckdb"
 
     @property
+    def index_dir(self) -> Path:
+        return self.root / "index"
+
+    @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
@@ -49,7 +53,7 @@ def init_workspace(root: Path, overrides: list[str] | None = None) -> Workspace:
         (root / sub).mkdir(exist_ok=True)
     ws = Workspace(root=root, config=load_config(root / "config.toml", overrides))
     if not ws.config_path.exists():
-        ws.config_path.write_text(render_toml(load_config(None, environ={})))
+        ws.config_path.write_text(render_toml(load_config(None, overrides, environ={})))
     AuditStore(ws.audit_path).close()
     return ws
 

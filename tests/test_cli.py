@@ -72,3 +72,11 @@ def test_audit_verify_exits_nonzero_on_tampering(cli, workspace: Path) -> None:
 def test_unknown_model_is_a_clear_error(cli) -> None:
     code, _, err = cli("ask", "--no-rag", "hi", "--model", "gpt-9")
     assert code == 2 and "unknown model" in err
+
+
+def test_global_options_before_the_subcommand_are_kept(cli, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere"
+    code, out, _ = cli("--workspace", str(other), "--json", "init")
+    assert code == 0 and out["workspace"] == str(other) and (other / "config.toml").is_file()
+    code, out, _ = cli("--set", "llm.n_ctx=1024", "init", "--workspace", str(tmp_path / "third"), "--json")
+    assert code == 0 and "n_ctx = 1024" in (tmp_path / "third" / "config.toml").read_text()

@@ -86,4 +86,38 @@ FROM answers a
 ORDER BY question_key, a.created_at;
 """,
     ),
+    (
+        2,
+        "retrievals and the retrieval-evaluation view",
+        """
+CREATE TABLE retrievals (
+    run_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    question_id VARCHAR,
+    query VARCHAR NOT NULL,
+    mode VARCHAR NOT NULL,
+    k BIGINT NOT NULL,
+    groups_json JSON NOT NULL,
+    rerank VARCHAR NOT NULL,
+    hits_json JSON NOT NULL,
+    evidence_found BOOLEAN,
+    evidence_rank BIGINT,
+    latency_ms DOUBLE NOT NULL,
+    prev_hash VARCHAR,
+    row_hash VARCHAR NOT NULL
+);
+CREATE VIEW v_retrievals AS
+SELECT r.run_id, h.os_user, r.created_at, r.question_id, r.query, r.mode, r.k, r.rerank, r.groups_json,
+       r.evidence_found, r.evidence_rank, r.latency_ms, r.hits_json
+FROM retrievals r JOIN runs h USING (run_id);
+CREATE VIEW v_ingest_files AS
+SELECT e.run_id, e.created_at, e.kind AS outcome, json_extract_string(e.payload_json, '$.path') AS path,
+       json_extract_string(e.payload_json, '$.sha256') AS sha256,
+       CAST(json_extract(e.payload_json, '$.chunks') AS BIGINT) AS chunks,
+       json_extract_string(e.payload_json, '$.reason') AS reason
+FROM events e
+WHERE e.kind IN ('file_ingested', 'file_unchanged', 'file_skipped', 'file_removed');
+""",
+    ),
 ]

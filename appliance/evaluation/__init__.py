@@ -1,0 +1,1 @@
+"""Evaluation against golden question sets: retrieval now; answers, judges and statistics build on it."""

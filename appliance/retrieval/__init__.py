@@ -1,0 +1,161 @@
+"""Retrieval: vector, full-text (BM25) and hybrid search with reciprocal rank fusion, an optional local rerank,
+identical-content collapsing, and access groups enforced inside every query."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from appliance.config import Config
+from appliance.retrieval.embed import Embedder
+from appliance.retrieval.index import ChunkIndex
+
+MODES = ("vector", "fts", "hybrid")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk, with where it comes from and how it ranked."""
+
+    rank: int
+    score: float
+    chunk_id: str
+    text: str
+    file_name: str
+    path: str
+    page_start: int | None
+    page_end: int | None
+    section: str
+    groups: list[str]
+    vector_rank: int | None
+    fts_rank: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Hits and what produced them (recorded with every retrieval)."""
+
+    query: str
+    mode: str
+    k: int
+    groups: list[str]
+    rerank: str
+    hits: list[Hit]
+    latency_ms: float
+
+
+class Retriever:
+    """Holds the embedder and the index open across queries."""
+
+    def __init__(self, cfg: Config, index_dir) -> None:
+        self.cfg = cfg
+        self.embedder = Embedder(cfg)
+        self.index_dir = index_dir
+
+    @cached_property
+    def index(self) -> ChunkIndex:
+        return ChunkIndex(self.index_dir, self.embedder.dim)
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None, groups: list[str] | None = None,
+               rerank: str | None = None) -> SearchResult:
+        """Top-k chunks for `query` visible to a caller holding `groups`."""
+        r = self.cfg.retrieval
+        k, mode, rerank, groups = k or r.k, mode or r.mode, rerank or r.rerank, sorted(groups or [])
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r} (choose {', '.join(MODES)})")
+        if not query.strip():
+            raise ValueError("the query is empty")
+        t0 = time.perf_counter()
+        n = max(r.candidates, k)
+        vec_rows = fts_rows = []
+        if mode in ("vector", "hybrid"):
+            vec_rows = self.index.vector_search(self.embedder.embed([query])[0].tolist(), n, groups)
+        if mode in ("fts", "hybrid"):
+            fts_rows = self.index.fts_search(query, n, groups)
+        fused = _fuse(vec_rows, fts_rows, r, mode)
+        if rerank == "sentence":
+            fused = self._rerank_sentences(query, fused[: max(20, k * 4)]) + fused[max(20, k * 4):]
+        if r.mmr_lambda < 1.0:
+            fused = _mmr(fused, r.mmr_lambda)
+        hits = []
+        seen_content: set[str] = set()
+        per_doc: dict[str, int] = {}
+        for row, score, vrank, frank in fused:
+            if row["content_sha256"] in seen_content:  # identical text from another file: keep the best-ranked
+                continue
+            if r.max_per_doc and per_doc.get(row["doc_id"], 0) >= r.max_per_doc:
+                continue
+            seen_content.add(row["content_sha256"])
+            per_doc[row["doc_id"]] = per_doc.get(row["doc_id"], 0) + 1
+            hits.append(Hit(rank=len(hits) + 1, score=round(float(score), 6), chunk_id=row["chunk_id"],
+                            text=row["text"], file_name=row["file_name"], path=row["path"],
+                            page_start=row["page_start"], page_end=row["page_end"], section=row["section"],
+                            groups=list(row["groups"] or []), vector_rank=vrank, fts_rank=frank))
+            if len(hits) == k:
+                break
+        return SearchResult(query=query, mode=mode, k=k, groups=groups, rerank=rerank, hits=hits,
+                            latency_ms=round((time.perf_counter() - t0) * 1000, 2))
+
+    def _rerank_sentences(self, query: str, fused: list) -> list:
+        """Order candidates by the best cosine between the query and any one sentence of the chunk, tie-broken by
+        the fused score: a long chunk is judged by its most relevant sentence, not its average."""
+        from appliance.ingest.chunking import _SENTENCE_END
+
+        sentences, owner = [], []
+        for i, (row, *_rest) in enumerate(fused):
+            for s in _SENTENCE_END.split(row["text"]):
+                if len(s.split()) >= 3:
+                    sentences.append(s)
+                    owner.append(i)
+        if not sentences:
+            return fused
+        q = self.embedder.embed([query])[0]
+        sims = self.embedder.embed(sentences) @ q
+        best = np.full(len(fused), -1.0)
+        for i, s in zip(owner, sims):
+            best[i] = max(best[i], float(s))
+        order = sorted(range(len(fused)), key=lambda i: (-best[i], -fused[i][1]))
+        return [(fused[i][0], float(best[i]), fused[i][2], fused[i][3]) for i in order]
+
+
+def _mmr(fused: list, lam: float) -> list:
+    """Maximal marginal relevance: repeatedly take the candidate with the best lam * relevance - (1 - lam) * its
+    highest cosine to those already taken, so near-duplicates of the first hits give way to other evidence."""
+    if not fused:
+        return fused
+    top = max(f[1] for f in fused) or 1.0
+    vecs = np.array([f[0]["vector"] for f in fused], dtype=np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9
+    rel = np.array([f[1] / top for f in fused])
+    chosen: list[int] = []
+    best_sim = np.zeros(len(fused))
+    left = set(range(len(fused)))
+    while left:
+        i = max(left, key=lambda j: lam * rel[j] - (1 - lam) * best_sim[j])
+        chosen.append(i)
+        left.discard(i)
+        best_sim = np.maximum(best_sim, vecs @ vecs[i])
+    return [fused[i] for i in chosen]
+
+
+def _fuse(vec_rows: list[dict], fts_rows: list[dict], r, mode: str) -> list[tuple[dict, float, int | None, int | None]]:
+    """(row, score, vector rank, fts rank) best first. Hybrid: weighted reciprocal rank fusion,
+    score = vector_weight / (rrf_k + vector rank) + fts_weight / (rrf_k + fts rank)."""
+    if mode == "vector":
+        return [(r, 1.0 - r["_distance"], i + 1, None) for i, r in enumerate(vec_rows)]
+    if mode == "fts":
+        return [(r, r["_score"], None, i + 1) for i, r in enumerate(fts_rows)]
+    table: dict[str, list] = {}
+    for i, row in enumerate(vec_rows):
+        table[row["chunk_id"]] = [row, r.vector_weight / (r.rrf_k + i + 1), i + 1, None]
+    for i, row in enumerate(fts_rows):
+        entry = table.setdefault(row["chunk_id"], [row, 0.0, None, None])
+        entry[1] += r.fts_weight / (r.rrf_k + i + 1)
+        entry[3] = i + 1
+    return sorted((tuple(v) for v in table.values()), key=lambda t: -t[1])

@@ -1,0 +1,117 @@
+"""The LanceDB index in the workspace: `chunks` (text, provenance, access groups, vector) and `documents`.
+
+Access groups are enforced inside every query (a prefilter): a chunk with groups is returned only to a caller
+holding at least one of them; a chunk without groups is visible to everyone.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+RESULT_COLUMNS = ["vector", "chunk_id", "doc_id", "path", "file_name", "file_sha256", "page_start", "page_end", "section",
+                  "element_types", "text", "content_sha256", "groups", "chunker", "chunker_params", "n_tokens",
+                  "ordinal"]
+ANN_MIN_ROWS = 20_000  # below this a flat scan is exact and fast enough; above, an IVF-HNSW index is built
+
+
+def check_groups(groups: list[str]) -> list[str]:
+    """Validate access-group names (they end up in query filters)."""
+    for g in groups:
+        if not GROUP_NAME.match(g):
+            raise ValueError(f"invalid access group {g!r}: letters, digits, '_', '.', '-' only, at most 64")
+    return sorted(set(groups))
+
+
+def group_filter(groups: list[str]) -> str:
+    """SQL prefilter: public chunks, plus chunks sharing a group with the caller."""
+    groups = check_groups(groups)
+    if not groups:
+        return "array_length(groups) = 0"
+    quoted = ", ".join(f"'{g}'" for g in groups)
+    return f"(array_length(groups) = 0 OR array_has_any(groups, [{quoted}]))"
+
+
+def chunk_schema(dim: int) -> pa.Schema:
+    return pa.schema([
+        ("chunk_id", pa.string()), ("doc_id", pa.string()), ("path", pa.string()), ("file_name", pa.string()),
+        ("file_sha256", pa.string()), ("page_start", pa.int32()), ("page_end", pa.int32()), ("section", pa.string()),
+        ("element_types", pa.list_(pa.string())), ("text", pa.string()), ("search_text", pa.string()),
+        ("content_sha256", pa.string()), ("groups", pa.list_(pa.string())), ("chunker", pa.string()),
+        ("chunker_params", pa.string()), ("n_tokens", pa.int32()), ("ordinal", pa.int32()),
+        ("vector", pa.list_(pa.float32(), dim)),
+    ])
+
+
+DOCUMENT_SCHEMA = pa.schema([
+    ("doc_id", pa.string()), ("path", pa.string()), ("file_sha256", pa.string()), ("groups", pa.list_(pa.string())),
+    ("signature", pa.string()), ("n_chunks", pa.int32()), ("ingested_at", pa.timestamp("us")),
+])
+
+
+class ChunkIndex:
+    """Open (or create) the index under `root` for vectors of `dim` dimensions."""
+
+    def __init__(self, root: Path, dim: int) -> None:
+        import lancedb
+
+        root.mkdir(parents=True, exist_ok=True)
+        self.db = lancedb.connect(str(root))
+        names = set(self.db.list_tables().tables) if hasattr(self.db.list_tables(), "tables") else set(self.db.table_names())
+        self.chunks = (self.db.open_table("chunks") if "chunks" in names
+                       else self.db.create_table("chunks", schema=chunk_schema(dim)))
+        self.documents = (self.db.open_table("documents") if "documents" in names
+                          else self.db.create_table("documents", schema=DOCUMENT_SCHEMA))
+        width = self.chunks.schema.field("vector").type.list_size
+        if width != dim:
+            raise ValueError(f"the index holds {width}-d vectors but the embedder makes {dim}-d ones: "
+                             f"re-ingest into a new workspace")
+
+    def documents_by_path(self) -> dict[str, dict[str, Any]]:
+        return {r["path"]: r for r in self.documents.to_arrow().to_pylist()}
+
+    def replace_document(self, doc: dict[str, Any], chunks: list[dict[str, Any]]) -> None:
+        """Swap a document's chunks for new ones (delete, then add)."""
+        self.remove_document(doc["doc_id"])
+        if chunks:
+            self.chunks.add(chunks)
+        self.documents.add([doc | {"n_chunks": len(chunks), "ingested_at": datetime.now(timezone.utc).replace(tzinfo=None)}])
+
+    def remove_document(self, doc_id: str) -> None:
+        assert re.fullmatch(r"[0-9a-f]{64}", doc_id)
+        self.chunks.delete(f"doc_id = '{doc_id}'")
+        self.documents.delete(f"doc_id = '{doc_id}'")
+
+    def rebuild_indices(self) -> None:
+        """Full-text index over search_text (BM25), and an ANN vector index once the table is large."""
+        from lancedb.index import FTS, IvfHnswSq
+
+        if self.chunks.count_rows() == 0:
+            return
+        self.chunks.create_index("search_text", config=FTS(), replace=True)
+        if self.chunks.count_rows() >= ANN_MIN_ROWS:
+            self.chunks.create_index("vector", config=IvfHnswSq(distance_type="cosine"), replace=True)
+        self.chunks.optimize()
+
+    def count(self) -> int:
+        return self.chunks.count_rows()
+
+    def vector_search(self, vector: list[float], n: int, groups: list[str]) -> list[dict[str, Any]]:
+        q = (self.chunks.search(vector, vector_column_name="vector").distance_type("cosine")
+             .where(group_filter(groups), prefilter=True).select(RESULT_COLUMNS + ["_distance"]).limit(n))
+        return q.to_list()
+
+    def fts_search(self, text: str, n: int, groups: list[str]) -> list[dict[str, Any]]:
+        words = re.sub(r"[^\w\s]", " ", text).split()
+        if not words or self.count() == 0:
+            return []
+        q = (self.chunks.search(" ".join(words), query_type="fts", fts_columns="search_text")
+             .where(group_filter(groups), prefilter=True).select(RESULT_COLUMNS + ["_score"]).limit(n))
+        return q.to_list()
+
+    def chunks_of(self, doc_id: str) -> list[dict[str, Any]]:
+        return self.chunks.search().where(f"doc_id = '{doc_id}'").select(RESULT_COLUMNS).limit(1_000_000).to_list()
