@@ -69,9 +69,9 @@ class RetrievalConfig:
     k: int = 5
     candidates: int = 50                    # per list, before fusion
     rrf_k: int = 60
-    fts_weight: float = 1.0                 # hybrid: weight of the full-text list in the fusion
+    fts_weight: float = 2.0                 # hybrid: weight of the full-text list in the fusion
     vector_weight: float = 1.0              # hybrid: weight of the vector list in the fusion
-    mmr_lambda: float = 1.0                 # 1: rank by relevance only; lower trades relevance for diversity (MMR)
+    mmr_lambda: float = 0.85                # 1: rank by relevance only; lower trades relevance for diversity (MMR)
     max_per_doc: int = 0                    # 0: no cap; else at most this many chunks of one document in the top k
     rerank: str = "none"                    # none | sentence (MiniLM max-similarity over the chunk's sentences)
     embed_batch: int = 64

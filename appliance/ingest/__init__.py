@@ -39,6 +39,9 @@ class FileOutcome:
     detail: str = ""
     chunks: int = 0
     warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0   # parse + chunk + embed + write
+    words: int = 0
+    pages: int | None = None  # real pages where the format has them (PDF)
 
 
 @dataclass
@@ -158,6 +161,7 @@ def ingest(ws: Workspace, paths: list[Path], groups: list[str] | None = None, pr
                 run.event("file_unchanged", path=key, sha256=file_sha)
                 continue
             say(f"[{n}/{len(files)}] {path}")
+            t_file = time.perf_counter()
             try:
                 if path.suffix.lower() not in SUPPORTED:
                     raise SkipFile(f"unsupported file type {path.suffix or '(none)'}")
@@ -202,7 +206,11 @@ def ingest(ws: Workspace, paths: list[Path], groups: list[str] | None = None, pr
                                     "signature": signature}, rows)
             changed = True
             total_chunks += len(rows)
-            outcomes.append(FileOutcome(str(path), "ingested", chunks=len(rows), warnings=parsed.warnings))
+            pages = {e.page for e in parsed.elements if e.page is not None}
+            outcomes.append(FileOutcome(str(path), "ingested", chunks=len(rows), warnings=parsed.warnings,
+                                        seconds=round(time.perf_counter() - t_file, 3),
+                                        words=sum(len(e.text.split()) for e in parsed.elements),
+                                        pages=len(pages) if pages else None))
             run.event("file_ingested", path=key, sha256=file_sha, chunks=len(rows), groups=file_groups, **params,
                       duplicates_dropped=len(chunks) - len(rows), warnings=parsed.warnings)
             for w in parsed.warnings:

@@ -1,0 +1,75 @@
+"""Chunkers on synthetic elements, counting words as tokens."""
+from appliance.config import IngestConfig
+from appliance.ingest.chunking import structure_chunks, window_chunks
+from appliance.ingest.partition import Element, _looks_like_heading
+
+
+def count(text: str) -> int:
+    return len(text.split())
+
+
+def words_offsets(text: str) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    for w in text.split():
+        start = text.index(w, pos)
+        out.append((start, start + len(w)))
+        pos = start + len(w)
+    return out
+
+
+def para(n: int, tag: str) -> str:
+    return " ".join(f"{tag}{i}." for i in range(n))
+
+
+def test_structure_respects_size_sections_and_keeps_table_rows_whole() -> None:
+    rows = (("Code", "Meaning", "Action"),) + tuple((f"E{i:02d}", f"fault {i} here", f"fix {i} now") for i in range(30))
+    elements = [
+        Element("Title", "1 Intro", 1, ("1 Intro",), 0),
+        Element("NarrativeText", para(30, "a"), 1, ("1 Intro",)),
+        Element("Title", "2 Errors", 2, ("2 Errors",), 0),
+        Element("Table", "ignored", 2, ("2 Errors",), rows=rows),
+    ]
+    cfg = IngestConfig(max_tokens=40, min_tokens=5, overlap_tokens=0)
+    chunks = structure_chunks(elements, cfg, count)
+    assert all(c.n_tokens <= 40 for c in chunks)
+    assert chunks[0].section == ("1 Intro",) and "2 Errors" not in chunks[0].text
+    table_chunks = [c for c in chunks if "Table" in c.element_types]
+    assert len(table_chunks) > 1
+    for c in table_chunks:
+        assert c.text.splitlines()[0] == "Code Meaning Action" or c.text.startswith("2 Errors")
+    for i in range(30):  # every row is whole in exactly one chunk
+        row = f"E{i:02d} fault {i} here fix {i} now"
+        assert sum(row in c.text.splitlines() for c in table_chunks) == 1
+
+
+def test_structure_overlap_repeats_the_tail_when_cutting_for_size() -> None:
+    elements = [Element("NarrativeText", f"sentence {i} has five words", 1, ()) for i in range(20)]
+    chunks = structure_chunks(elements, IngestConfig(max_tokens=30, min_tokens=5, overlap_tokens=6), count)
+    assert len(chunks) > 2
+    for a, b in zip(chunks, chunks[1:]):
+        assert a.text.splitlines()[-1] == b.text.splitlines()[0]
+
+
+def test_long_paragraph_is_cut_at_sentence_ends() -> None:
+    elements = [Element("NarrativeText", " ".join(f"This is sentence number {i}." for i in range(40)), 3, ())]
+    chunks = structure_chunks(elements, IngestConfig(max_tokens=25, min_tokens=5, overlap_tokens=0), count)
+    assert all(c.n_tokens <= 25 and c.text.endswith(".") for c in chunks)
+    assert {c.page_start for c in chunks} == {3}
+
+
+def test_window_chunks_overlap_and_cover_everything() -> None:
+    text = para(100, "w")
+    elements = [Element("NarrativeText", text, 1, ("S",))]
+    cfg = IngestConfig(chunker="window", window_tokens=30, window_overlap=10)
+    chunks = window_chunks(elements, cfg, words_offsets, count)
+    assert all(c.n_tokens <= 30 for c in chunks)
+    assert chunks[0].text.split()[-10:] == chunks[1].text.split()[:10]
+    assert chunks[-1].text.split()[-1] == "w99."
+
+
+def test_pdf_title_guesses() -> None:
+    assert _looks_like_heading("6.2 Replacing the humidity module")
+    assert _looks_like_heading("Error Codes and Troubleshooting")
+    assert not _looks_like_heading("No heater supply on pins 6 and 7")
+    assert not _looks_like_heading("E08")
+    assert not _looks_like_heading("plate.")
