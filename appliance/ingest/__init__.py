@@ -198,7 +198,8 @@ def ingest(ws: Workspace, paths: list[Path], groups: list[str] | None = None, pr
                     "doc_id": doc_id, "path": key, "file_name": path.name, "file_sha256": file_sha,
                     "page_start": c.page_start, "page_end": c.page_end, "section": " > ".join(c.section),
                     "element_types": list(c.element_types), "text": c.text, "search_text": text,
-                    "content_sha256": content, "groups": file_groups, "chunker": params["chunker"],
+                    "content_sha256": content, "groups": file_groups, "public": not file_groups,
+                    "chunker": params["chunker"],
                     "chunker_params": json.dumps(params, sort_keys=True), "n_tokens": c.n_tokens,
                     "ordinal": c.ordinal, "vector": vec.tolist(),
                 })

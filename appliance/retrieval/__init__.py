@@ -3,6 +3,7 @@ identical-content collapsing, and access groups enforced inside every query."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
@@ -59,6 +60,10 @@ class Retriever:
         self.index_dir = index_dir
 
     @cached_property
+    def _pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fts")
+
+    @cached_property
     def index(self) -> ChunkIndex:
         return ChunkIndex(self.index_dir, self.embedder.dim)
 
@@ -73,11 +78,15 @@ class Retriever:
             raise ValueError("the query is empty")
         t0 = time.perf_counter()
         n = max(r.candidates, k)
-        vec_rows = fts_rows = []
+        vec_rows: list[dict] = []
+        fts_rows: list[dict] = []
+        # the full-text search runs in a thread while the query is embedded and searched by vector (both release
+        # the GIL in native code), so hybrid costs about the slower of the two, not their sum
+        fts_job = self._pool.submit(self.index.fts_search, query, n, groups) if mode in ("fts", "hybrid") else None
         if mode in ("vector", "hybrid"):
             vec_rows = self.index.vector_search(self.embedder.embed([query])[0].tolist(), n, groups)
-        if mode in ("fts", "hybrid"):
-            fts_rows = self.index.fts_search(query, n, groups)
+        if fts_job is not None:
+            fts_rows = fts_job.result()
         fused = _fuse(vec_rows, fts_rows, r, mode)
         if rerank == "sentence":
             fused = self._rerank_sentences(query, fused[: max(20, k * 4)]) + fused[max(20, k * 4):]

@@ -31,9 +31,9 @@ def group_filter(groups: list[str]) -> str:
     """SQL prefilter: public chunks, plus chunks sharing a group with the caller."""
     groups = check_groups(groups)
     if not groups:
-        return "array_length(groups) = 0"
+        return "public = true"
     quoted = ", ".join(f"'{g}'" for g in groups)
-    return f"(array_length(groups) = 0 OR array_has_any(groups, [{quoted}]))"
+    return f"(public = true OR array_has_any(groups, [{quoted}]))"
 
 
 def chunk_schema(dim: int) -> pa.Schema:
@@ -41,7 +41,8 @@ def chunk_schema(dim: int) -> pa.Schema:
         ("chunk_id", pa.string()), ("doc_id", pa.string()), ("path", pa.string()), ("file_name", pa.string()),
         ("file_sha256", pa.string()), ("page_start", pa.int32()), ("page_end", pa.int32()), ("section", pa.string()),
         ("element_types", pa.list_(pa.string())), ("text", pa.string()), ("search_text", pa.string()),
-        ("content_sha256", pa.string()), ("groups", pa.list_(pa.string())), ("chunker", pa.string()),
+        ("content_sha256", pa.string()), ("groups", pa.list_(pa.string())), ("public", pa.bool_()),
+        ("chunker", pa.string()),
         ("chunker_params", pa.string()), ("n_tokens", pa.int32()), ("ordinal", pa.int32()),
         ("vector", pa.list_(pa.float32(), dim)),
     ])
@@ -51,6 +52,19 @@ DOCUMENT_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("path", pa.string()), ("file_sha256", pa.string()), ("groups", pa.list_(pa.string())),
     ("signature", pa.string()), ("n_chunks", pa.int32()), ("ingested_at", pa.timestamp("us")),
 ])
+
+
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Result rows as dicts, the vector as a numpy row (converting 384 floats to a Python list costs more than the
+    search itself)."""
+    if table.num_rows == 0:
+        return []
+    vectors = table.column("vector").combine_chunks()
+    matrix = vectors.flatten().to_numpy().reshape(table.num_rows, vectors.type.list_size)
+    rows = table.drop_columns(["vector"]).to_pylist()
+    for row, vec in zip(rows, matrix):
+        row["vector"] = vec
+    return rows
 
 
 class ChunkIndex:
@@ -66,6 +80,9 @@ class ChunkIndex:
                        else self.db.create_table("chunks", schema=chunk_schema(dim)))
         self.documents = (self.db.open_table("documents") if "documents" in names
                           else self.db.create_table("documents", schema=DOCUMENT_SCHEMA))
+        if "public" not in self.chunks.schema.names:
+            raise ValueError(f"the index in {root} was built by an older version of the appliance: delete that "
+                             f"folder and ingest again")
         width = self.chunks.schema.field("vector").type.list_size
         if width != dim:
             raise ValueError(f"the index holds {width}-d vectors but the embedder makes {dim}-d ones: "
@@ -88,11 +105,13 @@ class ChunkIndex:
 
     def rebuild_indices(self) -> None:
         """Full-text index over search_text (BM25), and an ANN vector index once the table is large."""
-        from lancedb.index import FTS, IvfHnswSq
+        from lancedb.index import FTS, Bitmap, IvfHnswSq, LabelList
 
         if self.chunks.count_rows() == 0:
             return
         self.chunks.create_index("search_text", config=FTS(), replace=True)
+        self.chunks.create_index("public", config=Bitmap(), replace=True)  # the access-group prefilter
+        self.chunks.create_index("groups", config=LabelList(), replace=True)
         if self.chunks.count_rows() >= ANN_MIN_ROWS:
             self.chunks.create_index("vector", config=IvfHnswSq(distance_type="cosine"), replace=True)
         self.chunks.optimize()
@@ -103,7 +122,7 @@ class ChunkIndex:
     def vector_search(self, vector: list[float], n: int, groups: list[str]) -> list[dict[str, Any]]:
         q = (self.chunks.search(vector, vector_column_name="vector").distance_type("cosine")
              .where(group_filter(groups), prefilter=True).select(RESULT_COLUMNS + ["_distance"]).limit(n))
-        return q.to_list()
+        return _rows(q.to_arrow())
 
     def fts_search(self, text: str, n: int, groups: list[str]) -> list[dict[str, Any]]:
         words = re.sub(r"[^\w\s]", " ", text).split()
@@ -111,7 +130,7 @@ class ChunkIndex:
             return []
         q = (self.chunks.search(" ".join(words), query_type="fts", fts_columns="search_text")
              .where(group_filter(groups), prefilter=True).select(RESULT_COLUMNS + ["_score"]).limit(n))
-        return q.to_list()
+        return _rows(q.to_arrow())
 
     def chunks_of(self, doc_id: str) -> list[dict[str, Any]]:
         return self.chunks.search().where(f"doc_id = '{doc_id}'").select(RESULT_COLUMNS).limit(1_000_000).to_list()
