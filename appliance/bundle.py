@@ -213,16 +213,16 @@ def models(models_dir: Path = DEFAULT_MODELS_DIR) -> None:
         print(f"model {entry.name}: {path} ok", file=sys.stderr)
 
 
+def _install_lock_entries(text: str) -> list[tuple[str, str]]:
+    """(sha256, wheel file name) of every line write_install_lock wrote."""
+    return re.findall(r"^\S+ --hash=sha256:([0-9a-f]{64})\s+#\s+(\S+)$", text, re.M)
+
+
 def verify(models_dir: Path = DEFAULT_MODELS_DIR) -> None:
     """Check every wheel of install-lock.txt and every model of the manifest; raise naming the first bad file."""
     if not INSTALL_LOCK.is_file():
         raise BundleError(f"{INSTALL_LOCK} is missing: this tree was never staged (run ./install.sh with registry access)")
-    pattern = re.compile(r"^\S+ --hash=sha256:([0-9a-f]{64})\s+#\s+(\S+)$")
-    for line in INSTALL_LOCK.read_text().splitlines():
-        m = pattern.match(line)
-        if not m:
-            continue
-        digest, name = m.groups()
+    for digest, name in _install_lock_entries(INSTALL_LOCK.read_text()):
         path = WHEELS / name
         if not path.is_file():
             raise BundleError(f"wheel {path} is missing from the bundle; re-stage or re-copy bundles/wheels/")
@@ -245,7 +245,7 @@ def status(models_dir: Path = DEFAULT_MODELS_DIR) -> None:
     text = INSTALL_LOCK.read_text()
     if f"# from-lock: {sha256_file(LOCK)}" not in text:
         raise BundleError("not staged for the current bundles/lock.txt")
-    for name in re.findall(r"#\s+(\S+\.whl)$", text, re.M):
+    for _, name in _install_lock_entries(text):
         if not (WHEELS / name).is_file():
             raise BundleError(f"not staged: {name} is missing")
     for entry in load_manifest(models_dir).models:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import appliance  # noqa: F401
 from appliance.evaluation.golden import load_questions
-from appliance.evaluation.retrieval import evidence_rank
+from appliance.evaluation.retrieval import QuestionResult, evidence_rank, summarise
 from appliance.ingest import ingest
 from appliance.models import REPO_ROOT
 from appliance.retrieval import Retriever
@@ -40,15 +40,18 @@ def main() -> None:
                 report = ingest(ws, [corpus])
                 retriever = Retriever(ws.config, ws.index_dir)
                 for mode in ("vector", "fts", "hybrid"):
-                    ranks = {q.id: evidence_rank(q, retriever.search(q.question, k=args.k, mode=mode,
-                                                                     groups=q.groups))[0] for q in questions}
-                    recall = sum(r is not None for r in ranks.values()) / len(ranks)
-                    mrr = sum(1 / r for r in ranks.values() if r) / len(ranks)
-                    mh = [q.id for q in questions if q.kind == "multi_hop"]
-                    mh_hit = sum(ranks[i] is not None for i in mh)
-                    misses = " ".join(i for i, r in ranks.items() if r is None)
+                    results = []
+                    for q in questions:
+                        rank = evidence_rank(q, retriever.search(q.question, k=args.k, mode=mode, groups=q.groups))[0]
+                        results.append(QuestionResult(id=q.id, kind=q.kind, retrieved=rank is not None, rank=rank,
+                                                      in_index=True, quotes_found=0, quotes=len(q.evidence),
+                                                      top_files=[], latency_ms=0.0))
+                    s = summarise(results, args.k)
+                    mh = s["by_kind"].get("multi_hop", {"n": 0, "recall_at_k": 0.0})
+                    mh_hits = f"{round(mh['recall_at_k'] * mh['n'])}/{mh['n']}"
+                    misses = " ".join(r.id for r in results if not r.retrieved)
                     print(f"{name:>8} {chunker:>9} {report.chunks_total:>7} {report.over_window:>8} {mode:>7} "
-                          f"{recall:>9.3f} {mrr:>6.3f} {f'{mh_hit}/{len(mh)}':>9}  {misses}", flush=True)
+                          f"{s['recall_at_k']:>9.3f} {s['mrr']:>6.3f} {mh_hits:>9}  {misses}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

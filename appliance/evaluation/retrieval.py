@@ -71,7 +71,7 @@ def evaluate_retrieval(ws: Workspace, questions_path: Path, k: int | None = None
     if retriever.index.count() == 0:
         raise ValueError("the index is empty: run `appliance ingest PATH...` first")
     k = k or ws.config.retrieval.k
-    all_chunks = retriever.index.chunks.search().select(["text", "groups"]).limit(10_000_000).to_list()
+    visible: dict[tuple[str, ...], list[str]] = {}  # caller groups -> normalised texts they may see
     results = []
     with AuditStore(ws.audit_path) as store, store.run("eval-retrieval", command or " ".join(sys.argv),
                                                         ws.config.to_dict(), __version__) as run:
@@ -79,9 +79,10 @@ def evaluate_retrieval(ws: Workspace, questions_path: Path, k: int | None = None
             caller = sorted(set(groups or []) | set(q.groups))
             res = retriever.search(q.question, k=k, mode=mode, groups=caller, rerank=rerank)
             rank, found = evidence_rank(q, res)
-            visible = [normalise(c["text"]) for c in all_chunks if not c["groups"] or set(c["groups"]) & set(caller)]
+            if tuple(caller) not in visible:
+                visible[tuple(caller)] = [normalise(t) for t in retriever.index.visible_texts(caller)]
             r = QuestionResult(id=q.id, kind=q.kind, retrieved=rank is not None, rank=rank,
-                               in_index=_in_index(q, visible), quotes_found=found, quotes=len(q.evidence),
+                               in_index=_in_index(q, visible[tuple(caller)]), quotes_found=found, quotes=len(q.evidence),
                                top_files=[h.file_name for h in res.hits], latency_ms=res.latency_ms)
             results.append(r)
             run.append("retrievals", question_id=q.id, query=q.question, mode=res.mode, k=k, groups_json=caller,
@@ -92,7 +93,7 @@ def evaluate_retrieval(ws: Workspace, questions_path: Path, k: int | None = None
                        evidence_found=r.retrieved, evidence_rank=rank, latency_ms=res.latency_ms)
         summary = summarise(results, k) | {"mode": mode or ws.config.retrieval.mode,
                                            "rerank": rerank or ws.config.retrieval.rerank,
-                                           "chunks": len(all_chunks), "questions_file": str(questions_path)}
+                                           "chunks": retriever.index.count(), "questions_file": str(questions_path)}
         run.event("retrieval_summary", **summary)
         summary["run_id"] = run.run_id
     summary["questions"] = [asdict(r) for r in results]

@@ -83,13 +83,14 @@ class Retriever:
         # the full-text search runs in a thread while the query is embedded and searched by vector (both release
         # the GIL in native code), so hybrid costs about the slower of the two, not their sum
         fts_job = self._pool.submit(self.index.fts_search, query, n, groups) if mode in ("fts", "hybrid") else None
+        qvec = self.embedder.embed([query])[0] if mode in ("vector", "hybrid") or rerank == "sentence" else None
         if mode in ("vector", "hybrid"):
-            vec_rows = self.index.vector_search(self.embedder.embed([query])[0].tolist(), n, groups)
+            vec_rows = self.index.vector_search(qvec.tolist(), n, groups)
         if fts_job is not None:
             fts_rows = fts_job.result()
         fused = _fuse(vec_rows, fts_rows, r, mode)
         if rerank == "sentence":
-            fused = self._rerank_sentences(query, fused[: max(20, k * 4)]) + fused[max(20, k * 4):]
+            fused = self._rerank_sentences(qvec, fused[: max(20, k * 4)]) + fused[max(20, k * 4):]
         if r.mmr_lambda < 1.0:
             fused = _mmr(fused, r.mmr_lambda)
         hits = []
@@ -111,7 +112,7 @@ class Retriever:
         return SearchResult(query=query, mode=mode, k=k, groups=groups, rerank=rerank, hits=hits,
                             latency_ms=round((time.perf_counter() - t0) * 1000, 2))
 
-    def _rerank_sentences(self, query: str, fused: list) -> list:
+    def _rerank_sentences(self, qvec: np.ndarray, fused: list) -> list:
         """Order candidates by the best cosine between the query and any one sentence of the chunk, tie-broken by
         the fused score: a long chunk is judged by its most relevant sentence, not its average."""
         from appliance.ingest.chunking import _SENTENCE_END
@@ -124,8 +125,7 @@ class Retriever:
                     owner.append(i)
         if not sentences:
             return fused
-        q = self.embedder.embed([query])[0]
-        sims = self.embedder.embed(sentences) @ q
+        sims = self.embedder.embed(sentences) @ qvec
         best = np.full(len(fused), -1.0)
         for i, s in zip(owner, sims):
             best[i] = max(best[i], float(s))

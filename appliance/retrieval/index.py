@@ -75,7 +75,7 @@ class ChunkIndex:
 
         root.mkdir(parents=True, exist_ok=True)
         self.db = lancedb.connect(str(root))
-        names = set(self.db.list_tables().tables) if hasattr(self.db.list_tables(), "tables") else set(self.db.table_names())
+        names = set(self.db.list_tables().tables)
         self.chunks = (self.db.open_table("chunks") if "chunks" in names
                        else self.db.create_table("chunks", schema=chunk_schema(dim)))
         self.documents = (self.db.open_table("documents") if "documents" in names
@@ -132,5 +132,7 @@ class ChunkIndex:
              .where(group_filter(groups), prefilter=True).select(RESULT_COLUMNS + ["_score"]).limit(n))
         return _rows(q.to_arrow())
 
-    def chunks_of(self, doc_id: str) -> list[dict[str, Any]]:
-        return self.chunks.search().where(f"doc_id = '{doc_id}'").select(RESULT_COLUMNS).limit(1_000_000).to_list()
+    def visible_texts(self, groups: list[str]) -> list[str]:
+        """The text of every chunk a caller holding `groups` may see (same prefilter as the searches)."""
+        table = self.chunks.search().where(group_filter(groups)).select(["text"]).limit(self.count() or 1).to_arrow()
+        return table.column("text").to_pylist()
