@@ -1,14 +1,16 @@
-"""`appliance ask`: answer one question with the generator and put the answer on the record."""
+"""`appliance ask`: answer one question (from the documents, or closed-book) with a strategy, on the record."""
 from __future__ import annotations
 
-import hashlib
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from appliance import __version__
 from appliance.audit import AuditStore
-from appliance.llm import SamplingParams, load_generator
-from appliance.llm.prompts import CLOSED_BOOK
+from appliance.evaluation.answers import record_answer
+from appliance.evaluation.contexts import Context, Passage, budget
+from appliance.evaluation.strategies import StrategyRunner
+from appliance.llm import load_generator
+from appliance.llm.prompts import CLOSED_BOOK, CONTEXT
 from appliance.workspace import Workspace
 
 
@@ -27,32 +29,39 @@ class AskResult:
     prompt_tokens: int
     completion_tokens: int
     latency_ms: float
+    sources: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def ask_closed_book(ws: Workspace, question: str, model: str | None = None, command: str = "") -> AskResult:
-    """Answer from the model's own knowledge (no retrieval) and record run + answer in the audit store."""
+def ask(ws: Workspace, question: str, rag: bool = True, strategy: str = "single", model: str | None = None,
+        groups: list[str] | None = None, command: str = "") -> AskResult:
+    """Answer from the retrieved passages (rag) or the model's own knowledge, and record run + answer rows."""
     if not question.strip():
         raise ValueError("the question is empty")
     generator = load_generator(ws.config, model)
-    params = SamplingParams.from_config(ws.config.llm)
-    prompt, stop = generator.render(CLOSED_BOOK, question=question)
+    ctx = Context("closed-book")
+    if rag:
+        from appliance.retrieval import Retriever
+
+        retriever = Retriever(ws.config, ws.index_dir)
+        if retriever.index.count() == 0:
+            raise ValueError("the index is empty: run `appliance ingest PATH...` first, or ask with --no-rag")
+        res = retriever.search(question, k=ws.config.eval.context_k, groups=groups)
+        passages = [Passage(h.chunk_id, h.text, h.file_name, h.section, h.page_start, h.rank, h.score)
+                    for h in res.hits]
+        kept, dropped = budget(passages, ws.config.eval.context_max_tokens, generator.count_tokens)
+        ctx = Context("rag", kept, dropped=dropped)
+    condition = "rag" if rag else "closed-book"
+    template = CONTEXT if rag else CLOSED_BOOK
     with AuditStore(ws.audit_path) as store, store.run("ask", command or " ".join(sys.argv),
                                                         ws.config.to_dict(), __version__) as run:
-        gen = generator.generate(prompt, params, stop)
-        run.append(
-            "answers", question_id=None, question=question, condition="closed-book", strategy="single",
-            model_name=generator.entry.name, model_sha256=generator.entry.sha256, adapter_id=None,
-            adapter_sha256=None, template_id=CLOSED_BOOK.id, prompt=gen.prompt,
-            prompt_sha256=hashlib.sha256(gen.prompt.encode()).hexdigest(), retrieved_json=[],
-            params_json=asdict(params) | {"backend": generator.backend, "n_ctx": ws.config.llm.n_ctx,
-                                          "chat_template": generator.uses_chat_template},
-            seed=params.seed, output=gen.text, finish_reason=gen.finish_reason, prompt_tokens=gen.prompt_tokens,
-            completion_tokens=gen.completion_tokens, latency_ms=gen.latency_ms,
-        )
-        return AskResult(run_id=run.run_id, question=question, answer=gen.text, condition="closed-book",
-                         strategy="single", model=generator.entry.name, model_sha256=generator.entry.sha256,
-                         template_id=CLOSED_BOOK.id, prompt_tokens=gen.prompt_tokens,
-                         completion_tokens=gen.completion_tokens, latency_ms=round(gen.latency_ms, 1))
+        result = StrategyRunner(generator, ws.config).run(strategy, template, question,
+                                                         ctx.render() or "(no passages)" if rag else "")
+        record_answer(run, None, question, condition, strategy, generator, ctx, result)
+        return AskResult(run_id=run.run_id, question=question, answer=result.answer, condition=condition,
+                         strategy=strategy, model=generator.entry.name, model_sha256=generator.entry.sha256,
+                         template_id=result.steps[-1].template_id, prompt_tokens=result.prompt_tokens,
+                         completion_tokens=result.completion_tokens, latency_ms=round(result.latency_ms, 1),
+                         sources=[p.record() | {"section": p.section} for p in ctx.passages])

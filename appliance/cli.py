@@ -68,19 +68,26 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if result["ok"] else EXIT_PROBLEM
 
 
-def cmd_ask(args: argparse.Namespace) -> int:
-    from appliance.ask import ask_closed_book
+def _command() -> str:
+    return shlex.join(["appliance", *sys.argv[1:]])
 
-    if not args.no_rag:
-        raise UsageError("answering from documents needs an index, which this version cannot build yet "
-                         "(ingestion and retrieval are not installed); use --no-rag for a closed-book answer")
-    if args.strategy != "single":
-        raise UsageError(f"strategy {args.strategy!r} is not available yet; only 'single' is")
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from appliance.ask import ask
+
     ws = _workspace(args)
-    result = ask_closed_book(ws, args.question, model=args.model, command=shlex.join(["appliance", *sys.argv[1:]]))
-    _emit(args, result.to_dict(), lambda: print(
-        f"{result.answer}\n\n— {result.model} (sha256 {result.model_sha256[:12]}…), {result.condition}, "
-        f"{result.prompt_tokens}+{result.completion_tokens} tokens, {result.latency_ms / 1000:.1f} s, run {result.run_id}"))
+    result = ask(ws, args.question, rag=not args.no_rag, strategy=args.strategy, model=args.model,
+                 groups=_groups(args.groups), command=_command())
+
+    def human() -> None:
+        print(result.answer + "\n")
+        for s in result.sources:
+            print(f"  [{s['rank']}] {s['file']}" + (f" p.{s['page']}" if s["page"] else "") + f"  {s['section'][:60]}")
+        print(f"— {result.model} (sha256 {result.model_sha256[:12]}…), {result.condition}, {result.strategy}, "
+              f"{result.prompt_tokens}+{result.completion_tokens} tokens, {result.latency_ms / 1000:.1f} s, "
+              f"run {result.run_id}")
+
+    _emit(args, result.to_dict(), human)
     return EXIT_OK
 
 
@@ -97,7 +104,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         ws.config.validate()
     progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     report = ingest(ws, [Path(p) for p in args.paths], groups=_groups(args.groups), prune=args.prune,
-                    progress=progress, command=shlex.join(["appliance", *sys.argv[1:]]))
+                    progress=progress, command=_command())
 
     def human() -> None:
         for f in report.files:
@@ -138,7 +145,7 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> int:
 
     ws = _workspace(args)
     summary = evaluate_retrieval(ws, Path(args.questions), k=args.k, mode=args.mode, groups=_groups(args.groups),
-                                 command=shlex.join(["appliance", *sys.argv[1:]]))
+                                 command=_command())
 
     def human() -> None:
         for q in summary["questions"]:
@@ -151,6 +158,69 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> int:
 
     _emit(args, summary, human)
     return EXIT_OK
+
+
+def _stderr_progress(args: argparse.Namespace):
+    return lambda msg: print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_eval_answers(args: argparse.Namespace) -> int:
+    from appliance.evaluation.answers import evaluate_answers
+
+    ws = _workspace(args)
+    summary = evaluate_answers(ws, Path(args.questions), conditions=args.conditions, strategy=args.strategy,
+                               model=args.model, groups=_groups(args.groups), limit=args.limit,
+                               progress=_stderr_progress(args), command=_command())
+
+    def human() -> None:
+        print(f"{'condition':<12} {'n':>3} {'accuracy':>9} {'unans. refused':>15} {'tokens':>7} {'s/q':>6}  failures")
+        for cond, s in summary["conditions"].items():
+            fails = ", ".join(f"{k} {v}" for k, v in sorted(s["failures"].items()))
+            print(f"{cond:<12} {s['n']:>3} {s['accuracy']:>9.1%} {s['unanswerable_refused']:>15} "
+                  f"{s['prompt_tokens_mean']:>7} {s['seconds_per_question']:>6}  {fails}")
+        print(f"run {summary['run_id']}; reports: {', '.join(summary['reports'])}")
+
+    _emit(args, summary, human)
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from appliance.evaluation.compare import compare_runs
+
+    ws = _workspace(args)
+    result = compare_runs(ws, args.run_a, args.run_b, condition=args.condition, command=_command())
+
+    def human() -> None:
+        for cond, t in result["conditions"].items():
+            print(f"{cond}: n={t['n']}  A {t['accuracy_a']:.1%}  B {t['accuracy_b']:.1%}  right only in A {t['a_only']}, "
+                  f"only in B {t['b_only']}  McNemar p={t['p_value']:.4f}  CI(B-A) [{t['ci_low']:+.3f}, "
+                  f"{t['ci_high']:+.3f}]  -> {t['verdict']}")
+            for f in t["flips"]:
+                print(f"    {f['question_id']:<6} {f['kind']:<12} A {f['a']:<10} B {f['b']:<10} "
+                      f"({f['a_failure']} -> {f['b_failure']})")
+        print(f"run {result['run_id']}; reports: {', '.join(result['reports'])}")
+
+    _emit(args, result, human)
+    return EXIT_OK
+
+
+def cmd_gold_check(args: argparse.Namespace) -> int:
+    from appliance.evaluation.goldcheck import check_gold
+
+    ws = _workspace(args)
+    result = check_gold(ws, Path(args.questions), answer_field=args.answer_field, use_judge=not args.no_judge,
+                        progress=_stderr_progress(args), command=_command())
+
+    def human() -> None:
+        for f in result["findings"]:
+            if f["status"] != "ok":
+                print(f"  {f['question_id']:<6} {f['status'].upper()}: {f['reason']}")
+                if f["passage"]:
+                    print(f"         passage: {f['passage'][:200]}")
+        print(f"{result['flagged']} of {result['n']} gold answers flagged; run {result['run_id']}")
+
+    _emit(args, result, human)
+    return EXIT_PROBLEM if result["flagged"] else EXIT_OK
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -234,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rag", action="store_true", help="closed-book: the model's own knowledge, no documents")
     p.add_argument("--strategy", default="single", choices=["single", "best-of-n", "self-consistency", "council"])
     p.add_argument("--model", help="model name from models/manifest.toml (default: config models.generator)")
+    p.add_argument("--groups", help="the caller's access groups (comma-separated)")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("ingest", parents=[common], help="parse, chunk and index documents (incremental)")
@@ -258,6 +329,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["vector", "fts", "hybrid"])
     p.add_argument("--groups", help="access groups added to every question's own")
     p.set_defaults(func=cmd_eval_retrieval)
+    p = esub.add_parser("answers", parents=[common], help="answer, judge and attribute failures per condition")
+    p.add_argument("--questions", required=True, metavar="FILE", help="golden set (JSONL)")
+    p.add_argument("--conditions", default="closed-book,oracle,rag", help="comma-separated: closed-book,oracle,rag")
+    p.add_argument("--strategy", default="single", choices=["single", "best-of-n", "self-consistency", "council"])
+    p.add_argument("--model", help="model name from models/manifest.toml (default: config models.generator)")
+    p.add_argument("--groups", help="access groups added to every question's own")
+    p.add_argument("--limit", type=int, help="only the first N questions (a quick look)")
+    p.set_defaults(func=cmd_eval_answers)
+
+    p = sub.add_parser("compare", parents=[common], help="per-question flips and paired statistics of two runs")
+    p.add_argument("run_a", metavar="RUN_A", help="baseline run id (a unique prefix is enough)")
+    p.add_argument("run_b", metavar="RUN_B", help="candidate run id")
+    p.add_argument("--condition", choices=["closed-book", "oracle", "rag"], help="only this condition")
+    p.set_defaults(func=cmd_compare)
+
+    gold = sub.add_parser("gold", parents=[common], help="golden sets: check the answer key against its sources")
+    gsub = gold.add_subparsers(dest="gold_command", required=True, metavar="ACTION")
+    p = gsub.add_parser("check", parents=[common], help="flag gold answers their evidence does not support (exit 1)")
+    p.add_argument("--questions", required=True, metavar="FILE", help="golden set (JSONL)")
+    p.add_argument("--answer-field", default="answer", help="check this field instead of `answer` (e.g. lab_expected)")
+    p.add_argument("--no-judge", action="store_true", help="deterministic checks only")
+    p.set_defaults(func=cmd_gold_check)
 
     p = sub.add_parser("models", parents=[common], help="list the models of models/manifest.toml")
     p.set_defaults(func=cmd_models)

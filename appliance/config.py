@@ -41,7 +41,7 @@ class LLMConfig:
     n_batch: int = 512
     temperature: float = 0.0                # 0: greedy, deterministic
     top_p: float = 1.0
-    max_tokens: int = 256
+    max_tokens: int = 128                   # answers are short; judges and syntheses set their own budgets
     seed: int = 0
 
 
@@ -78,6 +78,20 @@ class RetrievalConfig:
 
 
 @dataclass
+class EvalConfig:
+    """How `appliance eval answers` builds contexts, runs strategies and judges (and `compare` tests)."""
+
+    context_k: int = 5                      # rag: retrieved chunks given to the model
+    context_max_tokens: int = 1200          # rag and oracle: passages are cut to this many generator tokens
+    samples: int = 5                        # best-of-n and self-consistency: answers sampled per question
+    sample_temperature: float = 0.7
+    judge_model: str = "generator"          # a model name or role from models/manifest.toml
+    judge_repeats: int = 1                  # > 1: the judge is asked again (other seeds); agreement is reported
+    bootstrap_resamples: int = 10000
+    alpha: float = 0.05                     # significance level of `compare`
+
+
+@dataclass
 class Config:
     """Everything configurable, in one object."""
 
@@ -85,6 +99,7 @@ class Config:
     llm: LLMConfig = field(default_factory=LLMConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -97,6 +112,8 @@ class Config:
             value = getattr(getattr(self, section), key)
             if value not in allowed:
                 raise ConfigError(f"{section}.{key} = {value!r}: choose one of {', '.join(allowed)}")
+        if self.eval.samples < 1 or self.eval.judge_repeats < 1 or self.eval.context_k < 1:
+            raise ConfigError("eval.samples, eval.judge_repeats and eval.context_k must be at least 1")
         if not 0 <= self.ingest.window_overlap < self.ingest.window_tokens:
             raise ConfigError("ingest.window_overlap must be >= 0 and smaller than ingest.window_tokens")
 

@@ -175,8 +175,14 @@ def verify_model(entry: ModelEntry, models_dir: Path = DEFAULT_MODELS_DIR, *, fu
     return path
 
 
-def verified_path(name_or_role: str, models_dir: Path = DEFAULT_MODELS_DIR) -> tuple[ModelEntry, Path]:
-    """Resolve a model by name (or by role, to its default) and verify it: the only way code gets a model path."""
+def resolve_name(name_or_role: str, models_dir: Path = DEFAULT_MODELS_DIR) -> str:
+    """The model name a name or a role (its default) stands for."""
     manifest = load_manifest(models_dir)
     entry = manifest.default(name_or_role) if name_or_role in manifest.defaults else manifest.get(name_or_role)
+    return entry.name
+
+
+def verified_path(name_or_role: str, models_dir: Path = DEFAULT_MODELS_DIR) -> tuple[ModelEntry, Path]:
+    """Resolve a model by name (or by role, to its default) and verify it: the only way code gets a model path."""
+    entry = load_manifest(models_dir).get(resolve_name(name_or_role, models_dir))
     return entry, verify_model(entry, models_dir)

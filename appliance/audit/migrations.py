@@ -120,4 +120,96 @@ FROM events e
 WHERE e.kind IN ('file_ingested', 'file_unchanged', 'file_skipped', 'file_removed');
 """,
     ),
+    (
+        3,
+        "judgements with failure kinds, comparisons, gold-set findings, reports and their views",
+        """
+CREATE TABLE judgements (
+    run_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    answer_row_hash VARCHAR NOT NULL,
+    question_id VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    condition VARCHAR NOT NULL,
+    strategy VARCHAR NOT NULL,
+    verdict VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    refused BOOLEAN NOT NULL,
+    judge_model VARCHAR,
+    judge_model_sha256 VARCHAR,
+    judge_template_id VARCHAR,
+    raw_outputs_json JSON NOT NULL,
+    agreement DOUBLE,
+    evidence_in_context BOOLEAN,
+    failure_kind VARCHAR NOT NULL,
+    prev_hash VARCHAR,
+    row_hash VARCHAR NOT NULL
+);
+CREATE TABLE comparisons (
+    run_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    run_a VARCHAR NOT NULL,
+    run_b VARCHAR NOT NULL,
+    condition VARCHAR NOT NULL,
+    n_pairs BIGINT NOT NULL,
+    accuracy_a DOUBLE NOT NULL,
+    accuracy_b DOUBLE NOT NULL,
+    a_only BIGINT NOT NULL,
+    b_only BIGINT NOT NULL,
+    p_value DOUBLE NOT NULL,
+    ci_low DOUBLE NOT NULL,
+    ci_high DOUBLE NOT NULL,
+    verdict VARCHAR NOT NULL,
+    flips_json JSON NOT NULL,
+    prev_hash VARCHAR,
+    row_hash VARCHAR NOT NULL
+);
+CREATE TABLE gold_findings (
+    run_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    question_id VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    checks_json JSON NOT NULL,
+    reason VARCHAR NOT NULL,
+    passage VARCHAR NOT NULL,
+    prev_hash VARCHAR,
+    row_hash VARCHAR NOT NULL
+);
+CREATE VIEW v_judged_answers AS
+SELECT j.run_id, a.created_at, j.question_id, j.kind, j.condition, j.strategy, a.model_name,
+       left(a.model_sha256, 12) AS model_sha256_12, a.adapter_id, a.template_id, a.prompt_sha256, a.question,
+       a.output, j.verdict, j.method, j.failure_kind, j.evidence_in_context, j.judge_model, j.judge_template_id,
+       j.agreement, j.reason, a.retrieved_json, a.prompt_tokens, a.completion_tokens, a.latency_ms
+FROM judgements j JOIN answers a ON a.row_hash = j.answer_row_hash;
+CREATE VIEW v_accuracy AS
+SELECT run_id, condition, strategy, count(*) AS n,
+       count(*) FILTER (WHERE verdict = 'correct') AS correct,
+       round(count(*) FILTER (WHERE verdict = 'correct') / count(*), 4) AS accuracy,
+       count(*) FILTER (WHERE verdict = 'unparseable') AS unparseable
+FROM judgements GROUP BY run_id, condition, strategy;
+CREATE VIEW v_failures AS
+SELECT run_id, condition, strategy, failure_kind, count(*) AS n, string_agg(question_id, ' ' ORDER BY question_id) AS questions
+FROM judgements GROUP BY run_id, condition, strategy, failure_kind;
+CREATE VIEW v_comparisons AS
+SELECT run_id, created_at, run_a, run_b, condition, n_pairs, accuracy_a, accuracy_b, a_only, b_only, p_value,
+       ci_low, ci_high, verdict
+FROM comparisons;
+CREATE VIEW v_regressions AS
+SELECT c.run_id, c.run_a, c.run_b, c.condition, json_extract_string(f.value, '$.question_id') AS question_id,
+       json_extract_string(f.value, '$.a') AS verdict_a, json_extract_string(f.value, '$.b') AS verdict_b
+FROM comparisons c, json_each(c.flips_json) f
+WHERE json_extract_string(f.value, '$.a') = 'correct';
+CREATE VIEW v_gold_findings AS
+SELECT g.run_id, g.created_at, g.question_id, g.status, g.reason, g.passage, g.checks_json
+FROM gold_findings g;
+CREATE VIEW v_reports AS
+SELECT e.run_id, e.created_at, json_extract_string(e.payload_json, '$.path') AS path,
+       json_extract_string(e.payload_json, '$.sha256') AS sha256, json_extract_string(e.payload_json, '$.of') AS report_of
+FROM events e WHERE e.kind = 'report_written';
+""",
+    ),
 ]

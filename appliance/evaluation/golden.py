@@ -47,9 +47,10 @@ _SPACE_AT_PUNCT = re.compile(r"\s*([()\[\]{},;:.!?])\s*")
 
 
 def normalise(text: str) -> str:
-    """The form in which evidence quotes are matched: NFKC, whitespace collapsed, and no whitespace next to
-    brackets and punctuation (parsers add or drop it around inline markup: "( tzinfo" vs "(tzinfo")."""
-    collapsed = " ".join(unicodedata.normalize("NFKC", text).split())
+    """The form in which evidence quotes are matched: NFKC, table pipes dropped, whitespace collapsed, and no
+    whitespace next to brackets and punctuation (parsers add or drop it around inline markup: "( tzinfo" vs
+    "(tzinfo"; a Markdown table row "| Longbow | 60 gp |" is indexed as its cells "Longbow 60 gp")."""
+    collapsed = " ".join(unicodedata.normalize("NFKC", text).replace("|", " ").split())
     return _SPACE_AT_PUNCT.sub(r"\1", collapsed)
 
 

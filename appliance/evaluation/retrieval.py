@@ -80,7 +80,7 @@ def evaluate_retrieval(ws: Workspace, questions_path: Path, k: int | None = None
             res = retriever.search(q.question, k=k, mode=mode, groups=caller, rerank=rerank)
             rank, found = evidence_rank(q, res)
             if tuple(caller) not in visible:
-                visible[tuple(caller)] = [normalise(t) for t in retriever.index.visible_texts(caller)]
+                visible[tuple(caller)] = [normalise(c["text"]) for c in retriever.index.visible_chunks(caller)]
             r = QuestionResult(id=q.id, kind=q.kind, retrieved=rank is not None, rank=rank,
                                in_index=_in_index(q, visible[tuple(caller)]), quotes_found=found, quotes=len(q.evidence),
                                top_files=[h.file_name for h in res.hits], latency_ms=res.latency_ms)

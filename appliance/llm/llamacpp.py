@@ -2,6 +2,7 @@
 text the model saw is what the audit store records."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ class LlamaCppGenerator:
             n_gpu_layers=-1 if llama_cpp.llama_supports_gpu_offload() else 0, verbose=False,
         )
         template = self.llm.metadata.get("tokenizer.chat_template") if entry.chat_template else None
+        self._grammars: dict[str, object] = {}
         self._bos = self._token_text(self.llm.token_bos())
         self._eos = self._token_text(self.llm.token_eos())
         self._chat = (llama_cpp.llama_chat_format.Jinja2ChatFormatter(template, eos_token=self._eos, bos_token=self._bos)
@@ -73,8 +75,22 @@ class LlamaCppGenerator:
             return response.prompt, tuple(s for s in [self._eos] if s)
         return template.completion(**fields), template.stop
 
-    def generate(self, prompt: str, params: SamplingParams, stop: tuple[str, ...] = ()) -> Generation:
-        """Generate from an already-rendered prompt."""
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` for this model (for budgets and estimates)."""
+        return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def _grammar(self, schema: dict):
+        import llama_cpp
+
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = llama_cpp.LlamaGrammar.from_json_schema(key, verbose=False)
+        return self._grammars[key]
+
+    def generate(self, prompt: str, params: SamplingParams, stop: tuple[str, ...] = (),
+                 json_schema: dict | None = None) -> Generation:
+        """Generate from an already-rendered prompt; with `json_schema` the output is constrained to it by a
+        llama.cpp grammar. A prompt sharing a prefix with the previous one reuses its evaluated tokens."""
         add_special = not (self._bos and prompt.startswith(self._bos))
         tokens = self.llm.tokenize(prompt.encode(), add_bos=add_special, special=True)
         if len(tokens) + params.max_tokens > self.cfg.n_ctx:
@@ -84,6 +100,7 @@ class LlamaCppGenerator:
         out = self.llm.create_completion(
             tokens, max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
             seed=params.seed, stop=list(stop) or None,
+            grammar=self._grammar(json_schema) if json_schema is not None else None,
         )
         latency_ms = (time.perf_counter() - t0) * 1000
         choice = out["choices"][0]

@@ -31,4 +31,58 @@ CLOSED_BOOK = PromptTemplate(
     stop=("\nQuestion:", "\n\n"),
 )
 
-TEMPLATES = {t.id: t for t in (CLOSED_BOOK,)}
+CONTEXT = PromptTemplate(
+    id="context/v1",
+    system=("You answer questions about the user's documents using only the numbered passages you are given. "
+            "Answer briefly and directly: the answer first, in a few words or one sentence. "
+            "If the passages do not contain the answer, reply exactly \"I don't know\" and nothing else; "
+            "never answer from general knowledge."),
+    user="Passages:\n{context}\n\nQuestion: {question}",
+    plain=("Answer the question using only the passages. If they do not contain the answer, say \"I don't know\"."
+           "\n\nPassages:\n{context}\n\nQuestion: {question}\nAnswer:"),
+    stop=("\nQuestion:", "\n\n"),
+)
+
+SYNTHESIS = PromptTemplate(
+    id="council-synthesis/v1",
+    system=("You are the chair of a council. Several advisers answered the same question from the same passages. "
+            "Write the single best final answer: keep what the passages support, drop what they do not. "
+            "Answer briefly, the answer first. If the passages do not contain the answer, reply exactly "
+            "\"I don't know\"."),
+    user="Passages:\n{context}\n\nQuestion: {question}\n\nAdvisers' answers:\n{drafts}\n\nFinal answer:",
+    plain=("Passages:\n{context}\n\nQuestion: {question}\n\nAdvisers' answers:\n{drafts}\n\n"
+           "The best final answer, supported by the passages (or \"I don't know\"):"),
+    stop=("\nQuestion:", "\n\n"),
+)
+
+# Council perspectives: appended after the question, so the shared prefix (system, passages, question) is
+# evaluated once and reused from llama.cpp's prompt cache by every perspective.
+PERSPECTIVES: dict[str, str] = {
+    "analyst": "Answer as a structured analyst: find the passage that answers it and state the answer precisely.",
+    "reasoner": "Answer as a careful reasoner: think step by step in one or two short sentences, then give the answer.",
+    "explorer": "Answer as a creative explorer: consider every passage, including less obvious ones, then answer.",
+    "contrarian": ("Answer as a contrarian: challenge the obvious reading; if the passages do not really answer "
+                   "the question, say \"I don't know\"."),
+}
+
+ANSWER_JUDGE = PromptTemplate(
+    id="answer-judge/v1",
+    system=("You grade answers. Compare the candidate answer with the reference answer for the question. "
+            "The candidate is correct if it gives the same facts as the reference (wording may differ, extra "
+            "detail is fine), incorrect if it gives different facts, misses the point or says it does not know."),
+    user="Question: {question}\nReference answer: {reference}\nCandidate answer: {candidate}",
+    plain=("Question: {question}\nReference answer: {reference}\nCandidate answer: {candidate}\n"
+           "Is the candidate correct? JSON:"),
+)
+
+GOLD_JUDGE = PromptTemplate(
+    id="gold-judge/v1",
+    system=("You check an answer key against the source document. Read the passages, then the proposed answer. "
+            "Verdict \"supported\" if the passages state everything the answer claims; \"contradicted\" if "
+            "a passage says something different from a claim of the answer; \"not_stated\" if the answer claims "
+            "something (a reason, a number, a rule) the passages do not say. Quote the passage you relied on."),
+    user="Passages:\n{context}\n\nQuestion: {question}\nProposed answer: {answer}",
+    plain="Passages:\n{context}\n\nQuestion: {question}\nProposed answer: {answer}\nCheck (JSON):",
+)
+
+TEMPLATES = {t.id: t for t in (CLOSED_BOOK, CONTEXT, SYNTHESIS, ANSWER_JUDGE, GOLD_JUDGE)}

@@ -132,7 +132,9 @@ class ChunkIndex:
              .where(group_filter(groups), prefilter=True).select(RESULT_COLUMNS + ["_score"]).limit(n))
         return _rows(q.to_arrow())
 
-    def visible_texts(self, groups: list[str]) -> list[str]:
-        """The text of every chunk a caller holding `groups` may see (same prefilter as the searches)."""
-        table = self.chunks.search().where(group_filter(groups)).select(["text"]).limit(self.count() or 1).to_arrow()
-        return table.column("text").to_pylist()
+    def visible_chunks(self, groups: list[str]) -> list[dict[str, Any]]:
+        """Every chunk a caller holding `groups` may see (same prefilter as the searches), without vectors,
+        in document order."""
+        cols = [c for c in RESULT_COLUMNS if c != "vector"]
+        table = self.chunks.search().where(group_filter(groups)).select(cols).limit(self.count() or 1).to_arrow()
+        return sorted(table.to_pylist(), key=lambda r: (r["path"], r["ordinal"]))

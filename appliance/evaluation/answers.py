@@ -1,0 +1,231 @@
+"""`appliance eval answers`: answer every golden question under each condition with a strategy, judge each answer,
+attribute each failure, and put all of it on the record.
+
+Per question the conditions run in the order closed-book, oracle, rag, so the rag failure can be told apart:
+evidence not retrieved (retrieval_miss), evidence retrieved but the oracle answer right (context_misuse), or the
+model wrong even with the gold chunk (model_limit). One model stays loaded for the whole run; when the judge is the
+same model it is shared.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__
+from appliance.audit import AuditStore, Run
+from appliance.evaluation.attribution import FAILURE_KINDS, failure_kind
+from appliance.evaluation.contexts import (CONDITIONS, Context, Passage, budget, covers_evidence, oracle_passages)
+from appliance.evaluation.golden import Question, load_questions
+from appliance.evaluation.judge import AnswerJudge, Verdict
+from appliance.evaluation.report import run_report
+from appliance.evaluation.strategies import STRATEGIES, StrategyResult, StrategyRunner
+from appliance.llm import LlamaCppGenerator, load_generator
+from appliance.llm.prompts import CLOSED_BOOK, CONTEXT
+from appliance.models import resolve_name
+from appliance.workspace import Workspace
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class AnswerOutcome:
+    """One judged answer of the run (what the summary and the report show per question)."""
+
+    id: str
+    kind: str
+    condition: str
+    answer: str
+    verdict: str
+    method: str
+    failure_kind: str
+    evidence_in_context: bool | None
+    passages: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+
+
+def parse_conditions(value: str | list[str] | None) -> list[str]:
+    """Conditions in run order (closed-book, oracle, rag), refusing unknown names."""
+    names = value.split(",") if isinstance(value, str) else list(value or CONDITIONS)
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n not in CONDITIONS]
+    if unknown or not names:
+        raise ValueError(f"unknown condition(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(CONDITIONS)}")
+    return [c for c in CONDITIONS if c in names]
+
+
+class ContextBuilder:
+    """Builds the passages of each condition for a question (index opened once)."""
+
+    def __init__(self, ws: Workspace, generator: LlamaCppGenerator, need_index: bool) -> None:
+        self.cfg = ws.config
+        self.count = generator.count_tokens
+        self.retriever = None
+        self._visible: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        if need_index:
+            from appliance.retrieval import Retriever
+
+            self.retriever = Retriever(ws.config, ws.index_dir)
+            if self.retriever.index.count() == 0:
+                raise ValueError("the index is empty: run `appliance ingest PATH...` first (oracle and rag need it)")
+
+    def build(self, q: Question, condition: str, groups: list[str]) -> tuple[Context, Any]:
+        """The context, and the retrieval result for rag (None otherwise)."""
+        if condition == "closed-book":
+            return Context(condition), None
+        assert self.retriever is not None
+        budget_tokens = self.cfg.eval.context_max_tokens
+        if condition == "oracle":
+            key = tuple(groups)
+            if key not in self._visible:
+                self._visible[key] = self.retriever.index.visible_chunks(groups)
+            passages, missing = oracle_passages(q, self._visible[key]) if q.answerable else ([], [])
+            kept, dropped = budget(passages, budget_tokens, self.count)
+            ctx = Context(condition, kept, dropped=dropped, missing_quotes=missing)
+            return Context(condition, kept, covers_evidence(q, ctx.text), dropped, missing), None
+        result = self.retriever.search(q.question, k=self.cfg.eval.context_k, groups=groups)
+        passages = [Passage(h.chunk_id, h.text, h.file_name, h.section, h.page_start, h.rank, h.score)
+                    for h in result.hits]
+        kept, dropped = budget(passages, budget_tokens, self.count)
+        text = "\n".join(p.text for p in kept)
+        return Context(condition, kept, covers_evidence(q, text), dropped), result
+
+
+def record_answer(run: Run, question_id: str | None, question: str, condition: str, strategy: str,
+                  gen: LlamaCppGenerator, ctx: Context, result: StrategyResult) -> str:
+    """Every generation of the strategy as an answers row ("strategy/role"), then the final answer row
+    (strategy name alone) carrying the totals and how it was chosen. Returns the final row's hash."""
+    e = gen.entry
+    common = dict(question_id=question_id, question=question, condition=condition, model_name=e.name,
+                  model_sha256=e.sha256, adapter_id=None, adapter_sha256=None,
+                  retrieved_json=[p.record() for p in ctx.passages])
+    step_hashes = []
+    if strategy != "single":
+        for s in result.steps:
+            step_hashes.append(run.append(
+                "answers", **common, strategy=f"{strategy}/{s.role}", template_id=s.template_id, prompt=s.gen.prompt,
+                prompt_sha256=hashlib.sha256(s.gen.prompt.encode()).hexdigest(),
+                params_json=asdict(s.params) | {"backend": gen.backend}, seed=s.params.seed, output=s.gen.text,
+                finish_reason=s.gen.finish_reason, prompt_tokens=s.gen.prompt_tokens,
+                completion_tokens=s.gen.completion_tokens, latency_ms=s.gen.latency_ms))
+    last = result.steps[-1]
+    final_step = next((s for s in result.steps if s.gen.text == result.answer), last)
+    return run.append(
+        "answers", **common, strategy=strategy, template_id=final_step.template_id, prompt=final_step.gen.prompt,
+        prompt_sha256=hashlib.sha256(final_step.gen.prompt.encode()).hexdigest(),
+        params_json=asdict(final_step.params) | {"backend": gen.backend, "n_ctx": gen.cfg.n_ctx,
+                                                  "steps": step_hashes, "strategy_details": result.details,
+                                                  "dropped_passages": ctx.dropped,
+                                                  "oracle_missing_quotes": ctx.missing_quotes},
+        seed=final_step.params.seed, output=result.answer, finish_reason=final_step.gen.finish_reason,
+        prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens, latency_ms=result.latency_ms)
+
+
+def summarise_outcomes(outcomes: list[AnswerOutcome], conditions: list[str]) -> dict[str, Any]:
+    """Accuracy, failures and cost per condition (and accuracy by question kind)."""
+    out = {}
+    for cond in conditions:
+        rows = [o for o in outcomes if o.condition == cond]
+        n = len(rows)
+        correct = sum(o.verdict == "correct" for o in rows)
+        unans = [o for o in rows if o.kind == "unanswerable"]
+        kinds = sorted({o.kind for o in rows})
+        out[cond] = {
+            "n": n, "correct": correct, "accuracy": round(correct / n, 4) if n else None,
+            "answerable_accuracy": _share([o for o in rows if o.kind != "unanswerable"]),
+            "unanswerable_refused": f"{sum(o.verdict == 'correct' for o in unans)}/{len(unans)}",
+            "by_kind": {k: {"n": sum(o.kind == k for o in rows), "accuracy": _share([o for o in rows if o.kind == k])}
+                        for k in kinds},
+            "failures": {k: v for k, v in Counter(o.failure_kind for o in rows).items() if k != "correct"},
+            "unparseable": sum(o.verdict == "unparseable" for o in rows),
+            "judged_by": dict(Counter(o.method for o in rows)),
+            "prompt_tokens_mean": round(sum(o.prompt_tokens for o in rows) / n, 1) if n else None,
+            "seconds_per_question": round(sum(o.latency_ms for o in rows) / n / 1000, 2) if n else None,
+        }
+    return out
+
+
+def _share(rows: list[AnswerOutcome]) -> float | None:
+    return round(sum(o.verdict == "correct" for o in rows) / len(rows), 4) if rows else None
+
+
+def evaluate_answers(ws: Workspace, questions_path: Path, conditions: list[str] | str | None = None,
+                     strategy: str = "single", model: str | None = None, groups: list[str] | None = None,
+                     limit: int | None = None, progress: Progress | None = None, command: str = "") -> dict[str, Any]:
+    """Run the evaluation and return its summary (with run_id and every judged answer)."""
+    conditions = parse_conditions(conditions)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r} (choose {', '.join(STRATEGIES)})")
+    questions = load_questions(questions_path)[: limit or None]
+    say = progress or (lambda _msg: None)
+    cfg = ws.config
+    generator = load_generator(cfg, model)
+    judge_name = resolve_name(cfg.eval.judge_model, cfg.models_dir)
+    judge_gen = generator if judge_name == generator.entry.name else load_generator(cfg, judge_name)
+    judge = AnswerJudge(judge_gen, repeats=cfg.eval.judge_repeats, seed=cfg.llm.seed)
+    runner = StrategyRunner(generator, cfg)
+    builder = ContextBuilder(ws, generator, need_index=any(c != "closed-book" for c in conditions))
+    say(f"{len(questions)} questions x {len(conditions)} conditions ({', '.join(conditions)}), strategy {strategy}, "
+        f"model {generator.entry.name}, judge {judge_gen.entry.name}")
+    outcomes: list[AnswerOutcome] = []
+    t_start = time.perf_counter()
+    with AuditStore(ws.audit_path) as store, store.run("eval-answers", command or " ".join(sys.argv),
+                                                        cfg.to_dict(), __version__) as run:
+        run.event("eval_answers_start", questions_file=str(questions_path),
+                  questions_sha256=hashlib.sha256(questions_path.read_bytes()).hexdigest(),
+                  conditions=conditions, strategy=strategy, model=generator.entry.name,
+                  model_sha256=generator.entry.sha256, judge_model=judge_gen.entry.name, n_questions=len(questions))
+        for i, q in enumerate(questions, 1):
+            caller = sorted(set(groups or []) | set(q.groups))
+            oracle_correct: bool | None = None
+            for cond in conditions:
+                ctx, retrieval = builder.build(q, cond, caller)
+                if retrieval is not None:
+                    run.append("retrievals", question_id=q.id, query=q.question, mode=retrieval.mode, k=retrieval.k,
+                               groups_json=caller, rerank=retrieval.rerank,
+                               hits_json=[p.record() for p in ctx.passages],
+                               evidence_found=ctx.evidence_in_context, evidence_rank=None,
+                               latency_ms=retrieval.latency_ms)
+                template = CLOSED_BOOK if cond == "closed-book" else CONTEXT
+                rendered = ctx.render() if cond != "closed-book" else ""
+                if cond != "closed-book" and not ctx.passages:
+                    rendered = "(no passages)"
+                result = runner.run(strategy, template, q.question, rendered)
+                answer_hash = record_answer(run, q.id, q.question, cond, strategy, generator, ctx, result)
+                verdict: Verdict = judge(q, result.answer)
+                kind = failure_kind(cond, q.answerable, verdict, ctx.evidence_in_context, oracle_correct)
+                if cond == "oracle":
+                    oracle_correct = verdict.correct if verdict.verdict != "unparseable" else None
+                run.append("judgements", answer_row_hash=answer_hash, question_id=q.id, kind=q.kind, condition=cond,
+                           strategy=strategy, verdict=verdict.verdict, method=verdict.method, reason=verdict.reason,
+                           refused=verdict.refused, judge_model=verdict.judge_model,
+                           judge_model_sha256=verdict.judge_model_sha256, judge_template_id=verdict.judge_template_id,
+                           raw_outputs_json=verdict.raw_outputs, agreement=verdict.agreement,
+                           evidence_in_context=ctx.evidence_in_context, failure_kind=kind)
+                outcomes.append(AnswerOutcome(q.id, q.kind, cond, result.answer, verdict.verdict, verdict.method, kind,
+                                              ctx.evidence_in_context, len(ctx.passages), result.prompt_tokens,
+                                              result.completion_tokens, round(result.latency_ms, 1)))
+            elapsed = time.perf_counter() - t_start
+            eta = elapsed / i * (len(questions) - i)
+            marks = " ".join(f"{o.condition}:{'ok' if o.verdict == 'correct' else o.failure_kind}"
+                             for o in outcomes[-len(conditions):])
+            say(f"[{i}/{len(questions)}] {q.id} {marks}  ({elapsed:.0f} s, about {eta:.0f} s left)")
+        summary = {"strategy": strategy, "model": generator.entry.name, "model_sha256": generator.entry.sha256,
+                   "judge_model": judge_gen.entry.name, "questions_file": str(questions_path),
+                   "n_questions": len(questions), "conditions": summarise_outcomes(outcomes, conditions),
+                   "seconds": round(time.perf_counter() - t_start, 1)}
+        run.event("eval_answers_summary", **summary)
+        summary["run_id"] = run.run_id
+        summary["questions"] = [asdict(o) for o in outcomes]
+        for path, digest in run_report(ws, summary):
+            run.event("report_written", path=str(path), sha256=digest, of=run.run_id)
+            summary.setdefault("reports", []).append(str(path))
+    assert set(o.failure_kind for o in outcomes) <= set(FAILURE_KINDS)
+    return summary

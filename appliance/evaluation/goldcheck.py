@@ -1,0 +1,202 @@
+"""`appliance gold check`: flag gold answers that their own evidence and source do not support.
+
+The gold answer is read against the oracle passages (the ingested chunks that hold its evidence, with their
+section paths), clause by clause. Deterministic checks first, each with the passage it relied on:
+
+- evidence: every evidence quote occurs in the ingested source;
+- short answer: a short answer (or an alias, or all its numbers) occurs in the passages;
+- numbers: every number or dice expression of the answer occurs in the passages, and the passage sentence a
+  clause matches best does not give another number of the same kind in its place;
+- polarity: a clause says "not/cannot/never" where the passage sentence it matches best says the opposite
+  (or the reverse);
+- reason: the answer gives a reason ("because ...") that the passage sentence it matches does not give;
+- not stated: more than half of a clause's content words occur nowhere in the passages.
+
+Then (unless --no-judge) the local judge reads each remaining answer with the passages; its output is constrained
+to JSON by a grammar. A small judge is noisy, so it flags only when every one of its `eval.judge_repeats` calls
+says the answer is contradicted or not stated; its raw outputs are kept either way.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__
+from appliance.audit import AuditStore
+from appliance.evaluation.contexts import Context, oracle_passages
+from appliance.evaluation.golden import Question, load_questions, normalise
+from appliance.evaluation.judge import _words, canonical_number
+from appliance.llm import LlamaCppGenerator, SamplingParams, load_generator
+from appliance.llm.prompts import GOLD_JUDGE
+from appliance.workspace import Workspace
+
+_NEGATION = re.compile(r"\b(not|no|never|cannot|can't|nor|none|neither|without|isn't|aren't|doesn't|don't|may not)\b",
+                       re.I)
+_CAUSAL = re.compile(r"\b(because|due to|since|as a result|so that|the reason)\b", re.I)
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
+_CLAUSE = re.compile(r"[.;!?]\s+|,\s+(?:and|but|while|whereas)\s+|\n+")
+_NUM = re.compile(r"\b\d+d\d+\b|\b\d+(?:[.,]\d+)?(?=st\b|nd\b|rd\b|th\b|\b)")
+
+GOLD_SCHEMA = {
+    "type": "object",
+    "properties": {"verdict": {"type": "string", "enum": ["supported", "contradicted", "not_stated"]},
+                   "passage": {"type": "string", "maxLength": 200},
+                   "reason": {"type": "string", "maxLength": 160}},
+    "required": ["verdict", "passage", "reason"],
+}
+
+
+_PAGE_REF = re.compile(r"\b(?:pages?|p\.|pp\.|section|chapter|table)\s+\d+(?:\s*(?:-|and|to)\s*\d+)?", re.I)
+
+
+def _nums(text: str) -> set[str]:
+    """Numbers and dice expressions ("2d6"), ordinals reduced to their number, page/section references left out."""
+    return {canonical_number(m.group(0)) for m in _NUM.finditer(_PAGE_REF.sub(" ", text))}
+
+
+def _best_sentence(clause_words: set[str], sentences: list[str]) -> tuple[str, int, bool]:
+    """The passage sentence sharing most content words with the clause, the overlap, and whether it is unique."""
+    scored = sorted(((len(clause_words & _words(s)), s) for s in sentences), key=lambda t: -t[0])
+    if not scored:
+        return "", 0, False
+    unique = len(scored) == 1 or scored[0][0] > scored[1][0]
+    return scored[0][1], scored[0][0], unique
+
+
+def _number_swap(clause: str, words: set[str], sentences: list[str]) -> dict[str, str] | None:
+    """A number (or dice expression) of the clause that the best-matching numeric passage sentence replaces with
+    another of the same kind: "rolls 2d6" where the passage says "rolls 1d20"."""
+    for is_dice in (True, False):
+        mine = {n for n in _nums(clause) if ("d" in n) == is_dice}
+        if not mine:
+            continue
+        numeric = [s for s in sentences if any(("d" in n) == is_dice for n in _nums(s))]
+        best, overlap, unique = _best_sentence(words - _nums(clause), numeric)
+        theirs = {n for n in _nums(best) if ("d" in n) == is_dice}
+        if unique and overlap >= 2 and not mine & theirs:
+            return {"check": "numbers", "reason": f"says {', '.join(sorted(mine))} where the passage says "
+                                                  f"{', '.join(sorted(theirs))}", "passage": best}
+    return None
+
+
+def deterministic_checks(q: Question, answer: str, passages_text: str, sections: str,
+                         evidence_missing: list[str]) -> list[dict[str, str]]:
+    """Every deterministic finding for one gold answer (empty: nothing found)."""
+    found: list[dict[str, str]] = []
+    if evidence_missing:
+        found.append({"check": "evidence", "reason": "evidence quote not found in the ingested source",
+                      "passage": evidence_missing[0]})
+        return found
+    norm_passages = normalise(passages_text).lower()
+    known_words = _words(passages_text + " " + sections)
+    sentences = [s for s in _SENTENCE.split(passages_text) if len(_words(s)) >= 2]
+    if len(answer.split()) <= 6:
+        options = [answer, *q.aliases]
+        if not any(normalise(o).lower() in norm_passages for o in options) and not (
+                _nums(answer) and _nums(answer) <= _nums(passages_text)):
+            found.append({"check": "short_answer", "reason": f"the answer {answer!r} does not occur in the evidence",
+                          "passage": q.evidence[0] if q.evidence else ""})
+        return found
+    missing_numbers = _nums(answer) - _nums(passages_text)
+    if missing_numbers:
+        found.append({"check": "numbers", "reason": f"states {', '.join(sorted(missing_numbers))}, which the "
+                                                    f"evidence does not", "passage": q.evidence[0]})
+    for clause in (c.strip() for c in _CLAUSE.split(answer)):
+        words = _words(clause)
+        if len(words) < 3:
+            continue
+        best, overlap, unique = _best_sentence(words, sentences)
+        causal = _CAUSAL.search(clause)
+        if causal:
+            claim, reason = clause[: causal.start()], clause[causal.end():]
+            best_claim, _, _ = _best_sentence(_words(claim), sentences)
+            absent = _words(reason) - _words(best_claim)
+            if not _CAUSAL.search(best_claim) and len(absent) > len(_words(reason)) / 2:
+                found.append({"check": "reason", "reason": f"gives a reason ({causal.group(0)}{reason.rstrip('.')}) "
+                                                           f"that the passage does not", "passage": best_claim})
+                continue
+        swap = _number_swap(clause, words, sentences)
+        if swap:
+            found.append(swap)
+            continue
+        if unique and overlap >= 3 and bool(_NEGATION.search(clause)) != bool(_NEGATION.search(best)):
+            found.append({"check": "polarity", "reason": f"says {clause!r}, the passage says the "
+                                                         f"{'opposite' if _NEGATION.search(clause) else 'negative'}",
+                          "passage": best})
+            continue
+        absent = words - known_words
+        if len(absent) > len(words) / 2:
+            found.append({"check": "not_stated", "reason": f"{clause!r}: {', '.join(sorted(absent))} not in the "
+                                                           f"evidence", "passage": best})
+    return found
+
+
+def judge_gold(judge: LlamaCppGenerator, q: Question, answer: str, context: str, repeats: int,
+               seed: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """The judge's raw outputs and parsed verdicts (unparseable ones as {'verdict': 'unparseable'})."""
+    prompt, stop = judge.render(GOLD_JUDGE, context=context, question=q.question, answer=answer)
+    raws, parsed = [], []
+    for i in range(repeats):
+        params = SamplingParams(temperature=0.0 if i == 0 else 0.7, top_p=1.0, max_tokens=200, seed=seed + i)
+        raw = judge.generate(prompt, params, stop, json_schema=GOLD_SCHEMA).text
+        raws.append(raw)
+        try:
+            obj = json.loads(raw)
+            parsed.append(obj if obj.get("verdict") in GOLD_SCHEMA["properties"]["verdict"]["enum"]
+                          else {"verdict": "unparseable"})
+        except ValueError:
+            parsed.append({"verdict": "unparseable"})
+    return raws, parsed
+
+
+def check_gold(ws: Workspace, questions_path: Path, answer_field: str = "answer", use_judge: bool = True,
+               progress: Callable[[str], None] | None = None, command: str = "") -> dict[str, Any]:
+    """Check every answerable question's gold answer (or `answer_field`) against its evidence; record findings."""
+    from appliance.retrieval import Retriever
+
+    say = progress or (lambda _m: None)
+    questions = [q for q in load_questions(questions_path) if q.answerable]
+    retriever = Retriever(ws.config, ws.index_dir)
+    if retriever.index.count() == 0:
+        raise ValueError("the index is empty: ingest the golden set's source documents first")
+    judge = load_generator(ws.config, ws.config.eval.judge_model) if use_judge else None
+    visible: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    results = []
+    with AuditStore(ws.audit_path) as store, store.run("gold-check", command or " ".join(sys.argv),
+                                                        ws.config.to_dict(), __version__) as run:
+        for q in questions:
+            answer = q.answer if answer_field == "answer" else q.extra.get(answer_field)
+            if not isinstance(answer, str) or not answer.strip():
+                raise ValueError(f"question {q.id} has no field {answer_field!r}")
+            groups = tuple(sorted(q.groups))
+            if groups not in visible:
+                visible[groups] = retriever.index.visible_chunks(list(groups))
+            passages, missing = oracle_passages(q, visible[groups])
+            ctx = Context("oracle", [p for p in passages if p.chunk_id])
+            checks = deterministic_checks(q, answer, ctx.text, " ".join(p.section for p in ctx.passages), missing)
+            judged: dict[str, Any] = {}
+            if judge is not None and not checks and ctx.passages:
+                raws, parsed = judge_gold(judge, q, answer, ctx.render(), ws.config.eval.judge_repeats,
+                                          ws.config.llm.seed)
+                judged = {"judge_model": judge.entry.name, "judge_model_sha256": judge.entry.sha256,
+                          "judge_template_id": GOLD_JUDGE.id, "raw_outputs": raws}
+                if all(p["verdict"] in ("contradicted", "not_stated") for p in parsed):
+                    checks.append({"check": "judge", "reason": f"judge: {parsed[0]['verdict']}: "
+                                                               f"{parsed[0].get('reason', '')}",
+                                   "passage": parsed[0].get("passage", "")})
+            status = "flagged" if checks else "ok"
+            first = checks[0] if checks else {"reason": "supported by its evidence", "passage": ""}
+            run.append("gold_findings", question_id=q.id, status=status, checks_json={"checks": checks} | judged,
+                       reason=first["reason"], passage=first["passage"])
+            results.append({"question_id": q.id, "status": status, "reason": first["reason"],
+                            "passage": first["passage"], "checks": checks})
+            say(f"{q.id}: {status}" + (f" ({first['reason'][:100]})" if checks else ""))
+        flagged = [r["question_id"] for r in results if r["status"] != "ok"]
+        run.event("gold_check_summary", questions_file=str(questions_path), answer_field=answer_field,
+                  n=len(results), flagged=flagged, judge=judge.entry.name if judge else None)
+        return {"run_id": run.run_id, "n": len(results), "flagged": len(flagged), "flagged_ids": flagged,
+                "answer_field": answer_field, "findings": results}
