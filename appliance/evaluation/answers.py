@@ -48,7 +48,8 @@ class AnswerOutcome:
     passages: int
     prompt_tokens: int
     completion_tokens: int
-    latency_ms: float
+    latency_ms: float          # generation only
+    wall_ms: float             # context, generation and judging
 
 
 def parse_conditions(value: str | list[str] | None) -> list[str]:
@@ -147,7 +148,8 @@ def summarise_outcomes(outcomes: list[AnswerOutcome], conditions: list[str]) -> 
             "unparseable": sum(o.verdict == "unparseable" for o in rows),
             "judged_by": dict(Counter(o.method for o in rows)),
             "prompt_tokens_mean": round(sum(o.prompt_tokens for o in rows) / n, 1) if n else None,
-            "seconds_per_question": round(sum(o.latency_ms for o in rows) / n / 1000, 2) if n else None,
+            "generation_seconds_per_question": round(sum(o.latency_ms for o in rows) / n / 1000, 2) if n else None,
+            "seconds_per_question": round(sum(o.wall_ms for o in rows) / n / 1000, 2) if n else None,
         }
     return out
 
@@ -186,6 +188,7 @@ def evaluate_answers(ws: Workspace, questions_path: Path, conditions: list[str] 
             caller = sorted(set(groups or []) | set(q.groups))
             oracle_correct: bool | None = None
             for cond in conditions:
+                t_cond = time.perf_counter()
                 ctx, retrieval = builder.build(q, cond, caller)
                 if retrieval is not None:
                     run.append("retrievals", question_id=q.id, query=q.question, mode=retrieval.mode, k=retrieval.k,
@@ -211,7 +214,8 @@ def evaluate_answers(ws: Workspace, questions_path: Path, conditions: list[str] 
                            evidence_in_context=ctx.evidence_in_context, failure_kind=kind)
                 outcomes.append(AnswerOutcome(q.id, q.kind, cond, result.answer, verdict.verdict, verdict.method, kind,
                                               ctx.evidence_in_context, len(ctx.passages), result.prompt_tokens,
-                                              result.completion_tokens, round(result.latency_ms, 1)))
+                                              result.completion_tokens, round(result.latency_ms, 1),
+                                              round((time.perf_counter() - t_cond) * 1000, 1)))
             elapsed = time.perf_counter() - t_start
             eta = elapsed / i * (len(questions) - i)
             marks = " ".join(f"{o.condition}:{'ok' if o.verdict == 'correct' else o.failure_kind}"

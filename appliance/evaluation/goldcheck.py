@@ -4,7 +4,7 @@ The gold answer is read against the oracle passages (the ingested chunks that ho
 section paths), clause by clause. Deterministic checks first, each with the passage it relied on:
 
 - evidence: every evidence quote occurs in the ingested source;
-- short answer: a short answer (or an alias, or all its numbers) occurs in the passages;
+- short answer: a short answer (or an alias) occurs in the passages, or all its numbers in the evidence quotes;
 - numbers: every number or dice expression of the answer occurs in the passages, and the passage sentence a
   clause matches best does not give another number of the same kind in its place;
 - polarity: a clause says "not/cannot/never" where the passage sentence it matches best says the opposite
@@ -96,8 +96,9 @@ def deterministic_checks(q: Question, answer: str, passages_text: str, sections:
     sentences = [s for s in _SENTENCE.split(passages_text) if len(_words(s)) >= 2]
     if len(answer.split()) <= 6:
         options = [answer, *q.aliases]
+        quotes = " ".join(q.evidence)
         if not any(normalise(o).lower() in norm_passages for o in options) and not (
-                _nums(answer) and _nums(answer) <= _nums(passages_text)):
+                _nums(answer) and _nums(answer) <= _nums(quotes)):
             found.append({"check": "short_answer", "reason": f"the answer {answer!r} does not occur in the evidence",
                           "passage": q.evidence[0] if q.evidence else ""})
         return found

@@ -26,7 +26,11 @@ _REFUSAL = re.compile(
     r"no\s+(information|mention)|not\s+enough\s+information|cannot\s+(be\s+)?(answer|determine|find)|"
     r"unable\s+to\s+(answer|determine|find)|passages?\s+(do|does)\s+not)", re.I)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?:\.\d+)?(?:\s*(?:%|[a-zA-Z]{1,4}\b))?")
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?:\.\d+)?(?:\s*(?:%|[a-zA-Z/°]{1,8}\b))?")
+_UNITS = {"%", "day", "days", "week", "weeks", "month", "months", "year", "years", "h", "hour", "hours", "min",
+          "minute", "minutes", "s", "sec", "second", "seconds", "ms", "kb", "mb", "gb", "tb", "byte", "bytes", "bit",
+          "bits", "v", "mv", "a", "ma", "w", "kw", "mw", "m", "km", "cm", "mm", "kg", "g", "m/s", "km/h", "hpa",
+          "°c", "c", "nok", "eur", "usd", "kr", "gp", "pages", "times", "employees", "people", "items"}
 
 JUDGE_SCHEMA = {
     "type": "object",
@@ -60,12 +64,11 @@ def numbers(text: str) -> set[str]:
     """Numbers (with a unit word when one follows) in a normalised form: '10 MB' -> '10 mb', '2,048' -> '2048'."""
     out = set()
     for m in _NUMBER.finditer(text):
-        value = " ".join(m.group(0).lower().split())
-        head, _, unit = value.partition(" ")
-        number = re.match(r"[-+]?[\d.,]+", head)
-        if number:
-            value = canonical_number(number.group(0)) + head[number.end():] + (" " + unit if unit else "")
-        out.add(value)
+        raw = m.group(0).lower()
+        number = re.match(r"[-+]?\d[\d.,]*", raw)
+        unit = raw[number.end():].strip()
+        value = canonical_number(number.group(0).rstrip(".,"))
+        out.add(f"{value} {unit}" if unit in _UNITS else value)
     return out
 
 
@@ -92,6 +95,16 @@ class Verdict:
                 "judge_model": self.judge_model, "judge_model_sha256": self.judge_model_sha256,
                 "judge_template_id": self.judge_template_id, "raw_outputs": self.raw_outputs,
                 "agreement": self.agreement}
+
+
+def _stated(number: str, stated: set[str]) -> bool:
+    """Whether `number` ('90 days', '4900') is among `stated`: same value, and the same unit when both give one."""
+    value, _, unit = number.partition(" ")
+    for other in stated:
+        v, _, u = other.partition(" ")
+        if v == value and (not unit or not u or unit == u):
+            return True
+    return False
 
 
 def _words(text: str) -> set[str]:
@@ -122,7 +135,7 @@ def deterministic(q: Question, answer: str) -> Verdict | None:
         if g and got == g:
             return Verdict("correct", "exact" if i == 0 else "alias", f"matches {gold!r}", False)
     gold_numbers, got_numbers = numbers(q.answer), numbers(answer)
-    if gold_numbers and len(q.answer.split()) <= 4 and gold_numbers <= got_numbers:
+    if gold_numbers and len(q.answer.split()) <= 4 and all(_stated(n, got_numbers) for n in gold_numbers):
         return Verdict("correct", "number", f"states {', '.join(sorted(gold_numbers))}", False)
     for gold in golds:
         g = norm_answer(gold)
@@ -131,10 +144,9 @@ def deterministic(q: Question, answer: str) -> Verdict | None:
     got_words = _words(answer)
     for gold in golds:
         need = _words(gold)
-        if len(need) >= 2 and need <= got_words and numbers(gold) <= got_numbers:
+        if len(need) >= 2 and need <= got_words and all(_stated(n, got_numbers) for n in numbers(gold)):
             return Verdict("correct", "overlap", f"states every content word of {gold!r}", False)
-    bare = lambda ns: {re.sub(r"[^\d.]", "", n) for n in ns}  # noqa: E731 - numbers without their units
-    if gold_numbers and got_numbers and not bare(gold_numbers) & bare(got_numbers):
+    if gold_numbers and got_numbers and not any(_stated(n, got_numbers) for n in gold_numbers):
         return Verdict("incorrect", "number", f"states {', '.join(sorted(got_numbers))}, not "
                                               f"{', '.join(sorted(gold_numbers))}", False)
     if len(_words(q.answer)) <= 6 and not any(_words(g) & got_words or numbers(g) & got_numbers for g in golds):

@@ -1,0 +1,209 @@
+"""Answer evaluation: judges, attribution, statistics, strategies and gold checks (pure functions), then the real
+stack end to end on the sample corpus with the small test model."""
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from appliance.cli import main
+from appliance.evaluation.attribution import failure_kind
+from appliance.evaluation.golden import Question
+from appliance.evaluation.goldcheck import deterministic_checks
+from appliance.evaluation.judge import Verdict, deterministic, numbers, parse_judgement
+from appliance.evaluation.stats import bootstrap_diff, mcnemar_exact, paired_test
+from appliance.evaluation.strategies import answer_key, groundedness
+from appliance.models import REPO_ROOT
+
+from conftest import TEST_MODEL
+
+SAMPLES = REPO_ROOT / "samples"
+
+
+def q(answer: str, aliases=(), kind: str = "fact", evidence=("e",)) -> Question:
+    return Question(id="t1", question="?", answer=answer, aliases=tuple(aliases), source_files=(),
+                    evidence=tuple(evidence) if answer != "UNANSWERABLE" else (), kind=kind)
+
+
+@pytest.mark.parametrize("gold,aliases,answer,verdict,method", [
+    ("UNANSWERABLE", (), "I don't know.", "correct", "refusal"),
+    ("UNANSWERABLE", (), "It is 42.", "incorrect", "refusal"),
+    ("90 days", (), "The passages do not say.", "incorrect", "refusal"),
+    ("90 days", (), "90 days", "correct", "exact"),
+    ("Arctic Travel Partner AS", ("Arctic Travel Partner",), "arctic travel partner", "correct", "alias"),
+    ("90 days", (), "Backups are kept for 90 days.", "correct", "number"),
+    ("90 days", (), "They are kept for 25 days.", "incorrect", "number"),
+    ("NOK 4,900", (), "It costs 4900 NOK per year.", "correct", "number"),
+    ("Modbus RTU", (), "The WS-400 uses Modbus RTU on RS-485.", "correct", "contains"),
+    ("The secondary on-call engineer", ("secondary on-call",), "The Platform Lead, Sofie.", "incorrect", "overlap"),
+    ("Hand it to the Service Desk unopened", (), "Employees must hand the stick to the service desk unopened.",
+     "correct", "overlap"),
+])
+def test_deterministic_checks_settle_what_they_can(gold, aliases, answer, verdict, method) -> None:
+    v = deterministic(q(gold, aliases, "unanswerable" if gold == "UNANSWERABLE" else "fact"), answer)
+    assert v is not None and (v.verdict, v.method) == (verdict, method)
+
+
+def test_what_checks_cannot_settle_goes_to_the_judge() -> None:
+    assert deterministic(q("Steady green, after flashing for 30 s"), "It shows a green light once started.") is None
+
+
+def test_numbers_are_compared_in_one_form() -> None:
+    assert numbers("NOK 4,900 and 4900.00, 2.50 V") == {"4900", "2.5 v"}
+
+
+def test_unparseable_judge_output_is_a_verdict_not_a_gap() -> None:
+    assert parse_judgement('{"reason": "same", "verdict": "correct"}') == ("correct", "same")
+    assert parse_judgement('{"reason": "cut off')[0] == "unparseable"
+    assert parse_judgement('{"verdict": "maybe"}')[0] == "unparseable"
+
+
+@pytest.mark.parametrize("condition,answerable,verdict,refused,in_ctx,oracle,kind", [
+    ("rag", True, "correct", False, True, True, "correct"),
+    ("rag", False, "incorrect", False, None, None, "hallucinated_answer"),
+    ("rag", True, "incorrect", True, False, True, "retrieval_miss"),
+    ("rag", True, "incorrect", True, True, True, "wrong_refusal"),
+    ("rag", True, "incorrect", False, True, True, "context_misuse"),
+    ("rag", True, "incorrect", False, True, False, "model_limit"),
+    ("rag", True, "incorrect", False, True, None, "context_misuse"),
+    ("oracle", True, "incorrect", False, True, None, "model_limit"),
+    ("closed-book", True, "incorrect", False, None, None, "model_limit"),
+    ("rag", True, "unparseable", False, True, True, "unjudged"),
+])
+def test_failure_attribution(condition, answerable, verdict, refused, in_ctx, oracle, kind) -> None:
+    v = Verdict(verdict, "judge", "", refused)
+    assert failure_kind(condition, answerable, v, in_ctx, oracle) == kind
+
+
+def test_mcnemar_exact_values() -> None:
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(0, 5) == pytest.approx(0.0625)
+    assert mcnemar_exact(1, 9) == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact(9, 1) == mcnemar_exact(1, 9)
+
+
+def test_paired_test_claims_a_difference_only_with_evidence() -> None:
+    a = [False] * 30 + [True] * 10
+    b = [True] * 30 + [True] * 10
+    t = paired_test(a, b, resamples=2000, alpha=0.05)
+    assert t.verdict == "B better" and t.b_only == 30 and t.ci_low > 0
+    t = paired_test([True, False, True, False], [False, True, True, False], resamples=2000, alpha=0.05)
+    assert t.verdict == "insufficient evidence" and t.ci_low < 0 < t.ci_high
+    lo, hi = bootstrap_diff(a, a, 500)
+    assert lo == hi == 0.0
+
+
+def test_voting_key_and_groundedness() -> None:
+    assert answer_key("90 days. They are kept on bkp01.") == answer_key("90 Days")
+    assert answer_key("I don't know.") == answer_key("The passages do not say.")
+    ctx = "Full backups are kept for 90 days on bkp01."
+    assert groundedness("Kept for 90 days on bkp01.", ctx) > groundedness("Kept for a year on tape.", ctx)
+    assert groundedness("I don't know", ctx) == 0.5
+
+
+PASSAGES = ("Elves never roll larger than six-sided dice (d6) for hit points. The player rolls 1d20 and tells the GM "
+            "the result. If the table gives a number, that is the minimum number needed on 1d20 to Turn that type of "
+            "undead. Fighter/Magic-User: these characters may cast magic spells while wearing armor.")
+
+
+@pytest.mark.parametrize("answer,check", [
+    ("Elves roll a d6 for hit points because they are a combination class of elven warriors.", "reason"),
+    ("The Cleric rolls 2d6 and compares the result to the Turn undead table.", "numbers"),
+    ("A Fighter/Magic-User cannot cast magic spells while wearing armor.", "polarity"),
+    ("Elves roll d6 for hit points, and they gain spells from the moon goddess at midnight festivals.", "not_stated"),
+])
+def test_gold_checks_flag_unsupported_keys(answer, check) -> None:
+    found = deterministic_checks(q(answer), answer, PASSAGES, "", [])
+    assert check in [f["check"] for f in found], found
+
+
+def test_gold_checks_pass_a_supported_key() -> None:
+    answer = "The player rolls 1d20; the table gives the minimum number needed to Turn that type of undead."
+    assert deterministic_checks(q(answer), answer, PASSAGES, "", []) == []
+    assert deterministic_checks(q("1d20"), "1d20", PASSAGES, "", []) == []
+
+
+# --- the real stack: ingest the samples, evaluate a few questions with the small model ---------------------------
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("evalws") / "ws"
+    corpus = tmp_path_factory.mktemp("corpus") / "corpus"
+    shutil.copytree(SAMPLES / "corpus", corpus)
+    assert main(["--workspace", str(root), "--set", f"eval.judge_model={TEST_MODEL}", "init"]) == 0
+    assert main(["--workspace", str(root), "ingest", str(corpus), "--json"]) == 0
+    return root
+
+
+def run(capsys, ws: Path, *args: str):
+    code = main(["--workspace", str(ws), *args])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if "--json" in args and out.strip() else out), err
+
+
+def small_set(tmp_path: Path, ids: list[str], change: dict[str, str] | None = None) -> Path:
+    rows = [json.loads(line) for line in (SAMPLES / "questions.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r | ({"answer": change[r["id"]], "aliases": []} if change and r["id"] in change else {})
+            for r in rows if r["id"] in ids]
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_eval_answers_all_conditions_recorded_and_compared(ws, capsys, tmp_path: Path) -> None:
+    qs = small_set(tmp_path, ["s07", "s12", "s28"])  # fact, table, unanswerable
+    code, single, err = run(capsys, ws, "eval", "answers", "--questions", str(qs), "--model", TEST_MODEL, "--json")
+    assert code == 0, err
+    assert set(single["conditions"]) == {"closed-book", "oracle", "rag"} and "about" in err  # progress with ETA
+    for cond in single["conditions"].values():
+        assert cond["n"] == 3 and 0 <= cond["accuracy"] <= 1 and cond["unanswerable_refused"].endswith("/1")
+    assert len(single["questions"]) == 9 and all(o["failure_kind"] for o in single["questions"])
+    assert next(o for o in single["questions"] if o["condition"] == "oracle" and o["id"] == "s12")[
+        "evidence_in_context"] is True
+    for report in single["reports"]:
+        assert Path(report).is_file()
+    assert "<svg" in Path(next(r for r in single["reports"] if r.endswith(".html"))).read_text()
+
+    code, council, err = run(capsys, ws, "eval", "answers", "--questions", str(qs), "--conditions", "rag",
+                             "--strategy", "council", "--model", TEST_MODEL, "--json")
+    assert code == 0, err
+    code, cmp, err = run(capsys, ws, "compare", single["run_id"], council["run_id"], "--json")
+    assert code == 0, err
+    assert list(cmp["conditions"]) == ["rag"] and cmp["conditions"]["rag"]["n"] == 3
+    assert cmp["conditions"]["rag"]["verdict"] == "insufficient evidence"  # 3 pairs can never reach p < 0.05
+
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    steps = con.execute("SELECT strategy, count(*) FROM answers WHERE run_id = ? GROUP BY 1 ORDER BY 1",
+                        [council["run_id"]]).fetchall()
+    judged = con.execute("SELECT count(*), count(DISTINCT answer_row_hash) FROM judgements WHERE run_id = ?",
+                         [single["run_id"]]).fetchall()
+    compared = con.execute("SELECT count(*) FROM v_comparisons WHERE run_a = ?", [single["run_id"]]).fetchall()
+    con.close()
+    assert dict(steps) == {"council": 3, "council/analyst": 3, "council/contrarian": 3, "council/explorer": 3,
+                           "council/reasoner": 3, "council/synthesis": 3}
+    assert judged == [(9, 9)] and compared == [(1,)]
+    code, verify, _ = run(capsys, ws, "audit", "verify", "--json")
+    assert code == 0 and verify["ok"]
+
+
+def test_ask_from_the_documents_cites_its_passages(ws, capsys) -> None:
+    code, out, err = run(capsys, ws, "ask", "What colour is the visitor badge?", "--model", TEST_MODEL, "--json")
+    assert code == 0, err
+    assert out["condition"] == "rag" and out["sources"] and out["template_id"] == "context/v1"
+
+
+def test_gold_check_flags_a_wrong_key_and_passes_the_right_one(ws, capsys, tmp_path: Path) -> None:
+    code, ok, _ = run(capsys, ws, "gold", "check", "--questions", str(small_set(tmp_path, ["s12", "s16"])),
+                      "--no-judge", "--json")
+    assert code == 0 and ok["flagged"] == 0
+    wrong = small_set(tmp_path, ["s12", "s16"], {"s12": "60 days"})
+    code, bad, _ = run(capsys, ws, "gold", "check", "--questions", str(wrong), "--no-judge", "--json")
+    assert code == 1 and bad["flagged_ids"] == ["s12"]
+    assert "60 days" in bad["findings"][0]["reason"] and bad["findings"][0]["passage"]
+
+
+def test_unknown_condition_and_strategy_are_refused(ws, capsys) -> None:
+    code, _, err = run(capsys, ws, "eval", "answers", "--questions", str(SAMPLES / "questions.jsonl"),
+                       "--conditions", "rag,open-book", "--model", TEST_MODEL)
+    assert code == 2 and "open-book" in err
