@@ -208,7 +208,7 @@ def cmd_gold_check(args: argparse.Namespace) -> int:
     from appliance.evaluation.goldcheck import check_gold
 
     ws = _workspace(args)
-    result = check_gold(ws, Path(args.questions), answer_field=args.answer_field, use_judge=not args.no_judge,
+    result = check_gold(ws, Path(args.questions), answer_field=args.answer_field, use_judge=args.judge,
                         progress=_stderr_progress(args), command=_command())
 
     def human() -> None:
@@ -349,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = gsub.add_parser("check", parents=[common], help="flag gold answers their evidence does not support (exit 1)")
     p.add_argument("--questions", required=True, metavar="FILE", help="golden set (JSONL)")
     p.add_argument("--answer-field", default="answer", help="check this field instead of `answer` (e.g. lab_expected)")
-    p.add_argument("--no-judge", action="store_true", help="deterministic checks only")
+    p.add_argument("--judge", action="store_true",
+                   help="also ask the local judge model about answers the checks pass (noisy with a 0.5B model)")
     p.set_defaults(func=cmd_gold_check)
 
     p = sub.add_parser("models", parents=[common], help="list the models of models/manifest.toml")

@@ -195,10 +195,10 @@ def test_ask_from_the_documents_cites_its_passages(ws, capsys) -> None:
 
 def test_gold_check_flags_a_wrong_key_and_passes_the_right_one(ws, capsys, tmp_path: Path) -> None:
     code, ok, _ = run(capsys, ws, "gold", "check", "--questions", str(small_set(tmp_path, ["s12", "s16"])),
-                      "--no-judge", "--json")
+                      "--json")
     assert code == 0 and ok["flagged"] == 0
     wrong = small_set(tmp_path, ["s12", "s16"], {"s12": "60 days"})
-    code, bad, _ = run(capsys, ws, "gold", "check", "--questions", str(wrong), "--no-judge", "--json")
+    code, bad, _ = run(capsys, ws, "gold", "check", "--questions", str(wrong), "--json")
     assert code == 1 and bad["flagged_ids"] == ["s12"]
     assert "60 days" in bad["findings"][0]["reason"] and bad["findings"][0]["passage"]
 
