@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from appliance import __version__
 from appliance.audit import AuditStore
 from appliance.evaluation.answers import record_answer
-from appliance.evaluation.contexts import Context, Passage, budget
+from appliance.evaluation.contexts import Context, retrieved_context
 from appliance.evaluation.strategies import StrategyRunner
 from appliance.llm import load_generator
 from appliance.llm.prompts import CLOSED_BOOK, CONTEXT
@@ -46,19 +46,14 @@ def ask(ws: Workspace, question: str, rag: bool = True, strategy: str = "single"
         from appliance.retrieval import Retriever
 
         retriever = Retriever(ws.config, ws.index_dir)
-        if retriever.index.count() == 0:
-            raise ValueError("the index is empty: run `appliance ingest PATH...` first, or ask with --no-rag")
+        retriever.require_chunks(", or ask with --no-rag")
         res = retriever.search(question, k=ws.config.eval.context_k, groups=groups)
-        passages = [Passage(h.chunk_id, h.text, h.file_name, h.section, h.page_start, h.rank, h.score)
-                    for h in res.hits]
-        kept, dropped = budget(passages, ws.config.eval.context_max_tokens, generator.count_tokens)
-        ctx = Context("rag", kept, dropped=dropped)
+        ctx = retrieved_context(res, ws.config.eval.context_max_tokens, generator.count_tokens)
     condition = "rag" if rag else "closed-book"
     template = CONTEXT if rag else CLOSED_BOOK
     with AuditStore(ws.audit_path) as store, store.run("ask", command or " ".join(sys.argv),
                                                         ws.config.to_dict(), __version__) as run:
-        result = StrategyRunner(generator, ws.config).run(strategy, template, question,
-                                                         ctx.render() or "(no passages)" if rag else "")
+        result = StrategyRunner(generator, ws.config).run(strategy, template, question, ctx.render() if rag else "")
         record_answer(run, None, question, condition, strategy, generator, ctx, result)
         return AskResult(run_id=run.run_id, question=question, answer=result.answer, condition=condition,
                          strategy=strategy, model=generator.entry.name, model_sha256=generator.entry.sha256,

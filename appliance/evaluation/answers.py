@@ -19,8 +19,9 @@ from typing import Any
 
 from appliance import __version__
 from appliance.audit import AuditStore, Run
-from appliance.evaluation.attribution import FAILURE_KINDS, failure_kind
-from appliance.evaluation.contexts import (CONDITIONS, Context, Passage, budget, covers_evidence, oracle_passages)
+from appliance.evaluation.attribution import failure_kind
+from appliance.evaluation.contexts import (CONDITIONS, Context, budget, covers_evidence, oracle_passages,
+                                           retrieved_context)
 from appliance.evaluation.golden import Question, load_questions
 from appliance.evaluation.judge import AnswerJudge, Verdict
 from appliance.evaluation.report import run_report
@@ -69,13 +70,11 @@ class ContextBuilder:
         self.cfg = ws.config
         self.count = generator.count_tokens
         self.retriever = None
-        self._visible: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         if need_index:
             from appliance.retrieval import Retriever
 
             self.retriever = Retriever(ws.config, ws.index_dir)
-            if self.retriever.index.count() == 0:
-                raise ValueError("the index is empty: run `appliance ingest PATH...` first (oracle and rag need it)")
+            self.retriever.require_chunks(" (oracle and rag need it)")
 
     def build(self, q: Question, condition: str, groups: list[str]) -> tuple[Context, Any]:
         """The context, and the retrieval result for rag (None otherwise)."""
@@ -84,19 +83,12 @@ class ContextBuilder:
         assert self.retriever is not None
         budget_tokens = self.cfg.eval.context_max_tokens
         if condition == "oracle":
-            key = tuple(groups)
-            if key not in self._visible:
-                self._visible[key] = self.retriever.index.visible_chunks(groups)
-            passages, missing = oracle_passages(q, self._visible[key]) if q.answerable else ([], [])
+            passages, missing = oracle_passages(q, self.retriever.visible(groups)) if q.answerable else ([], [])
             kept, dropped = budget(passages, budget_tokens, self.count)
-            ctx = Context(condition, kept, dropped=dropped, missing_quotes=missing)
-            return Context(condition, kept, covers_evidence(q, ctx.text), dropped, missing), None
+            covered = covers_evidence(q, "\n".join(p.text for p in kept))
+            return Context(condition, kept, covered, dropped, missing), None
         result = self.retriever.search(q.question, k=self.cfg.eval.context_k, groups=groups)
-        passages = [Passage(h.chunk_id, h.text, h.file_name, h.section, h.page_start, h.rank, h.score)
-                    for h in result.hits]
-        kept, dropped = budget(passages, budget_tokens, self.count)
-        text = "\n".join(p.text for p in kept)
-        return Context(condition, kept, covers_evidence(q, text), dropped), result
+        return retrieved_context(result, budget_tokens, self.count, q), result
 
 
 def record_answer(run: Run, question_id: str | None, question: str, condition: str, strategy: str,
@@ -197,10 +189,7 @@ def evaluate_answers(ws: Workspace, questions_path: Path, conditions: list[str] 
                                evidence_found=ctx.evidence_in_context, evidence_rank=None,
                                latency_ms=retrieval.latency_ms)
                 template = CLOSED_BOOK if cond == "closed-book" else CONTEXT
-                rendered = ctx.render() if cond != "closed-book" else ""
-                if cond != "closed-book" and not ctx.passages:
-                    rendered = "(no passages)"
-                result = runner.run(strategy, template, q.question, rendered)
+                result = runner.run(strategy, template, q.question, ctx.render() if cond != "closed-book" else "")
                 answer_hash = record_answer(run, q.id, q.question, cond, strategy, generator, ctx, result)
                 verdict: Verdict = judge(q, result.answer)
                 kind = failure_kind(cond, q.answerable, verdict, ctx.evidence_in_context, oracle_correct)
@@ -231,5 +220,4 @@ def evaluate_answers(ws: Workspace, questions_path: Path, conditions: list[str] 
         for path, digest in run_report(ws, summary):
             run.event("report_written", path=str(path), sha256=digest, of=run.run_id)
             summary.setdefault("reports", []).append(str(path))
-    assert set(o.failure_kind for o in outcomes) <= set(FAILURE_KINDS)
     return summary

@@ -45,7 +45,9 @@ class Context:
     missing_quotes: list[str] = field(default_factory=list)  # oracle: quotes found in no single chunk
 
     def render(self) -> str:
-        """The passages as the prompt shows them."""
+        """The passages as the prompt shows them ("(no passages)" when there are none)."""
+        if not self.passages:
+            return "(no passages)"
         blocks = []
         for i, p in enumerate(self.passages, 1):
             where = p.file_name + (f", p. {p.page}" if p.page else "") + (f" — {p.section}" if p.section else "")
@@ -77,15 +79,14 @@ def budget(passages: list[Passage], max_tokens: int, count: Callable[[str], int]
     return kept, len(passages) - len(kept)
 
 
-def oracle_passages(q: Question, chunks: list[dict[str, Any]]) -> tuple[list[Passage], list[str]]:
-    """The chunks holding each evidence quote (the first chunk per quote, in document order), and quotes held by
-    no single chunk (those are given as the bare quote, and reported)."""
+def oracle_passages(q: Question, visible: list[tuple[dict[str, Any], str]]) -> tuple[list[Passage], list[str]]:
+    """The chunks holding each evidence quote (the first chunk per quote, in document order), from `visible`
+    (chunk, normalised text) pairs, and the quotes held by no single chunk (those are given as the bare quote)."""
     found: dict[str, Passage] = {}
     missing = []
-    norm_chunks = [(c, normalise(c["text"])) for c in chunks]
     for quote in q.evidence:
         nq = normalise(quote)
-        hit = next((c for c, t in norm_chunks if nq in t), None)
+        hit = next((c for c, text in visible if nq in text), None)
         if hit is None:
             missing.append(quote)
             found[f"quote:{quote}"] = Passage(chunk_id="", text=quote, file_name="(gold evidence quote)",
@@ -94,3 +95,13 @@ def oracle_passages(q: Question, chunks: list[dict[str, Any]]) -> tuple[list[Pas
             found[hit["chunk_id"]] = Passage(chunk_id=hit["chunk_id"], text=hit["text"], file_name=hit["file_name"],
                                              section=hit["section"], page=hit["page_start"])
     return list(found.values()), missing
+
+
+def retrieved_context(result: Any, max_tokens: int, count: Callable[[str], int], q: Question | None = None) -> Context:
+    """The rag context of a retrieval result (hits in rank order, cut to `max_tokens`); with `q`, whether it holds
+    the gold evidence."""
+    passages = [Passage(h.chunk_id, h.text, h.file_name, h.section, h.page_start, h.rank, h.score)
+                for h in result.hits]
+    kept, dropped = budget(passages, max_tokens, count)
+    covered = covers_evidence(q, "\n".join(p.text for p in kept)) if q is not None else None
+    return Context("rag", kept, covered, dropped)

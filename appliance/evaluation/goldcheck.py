@@ -24,13 +24,13 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from appliance import __version__
 from appliance.audit import AuditStore
 from appliance.evaluation.contexts import Context, oracle_passages
-from appliance.evaluation.golden import Question, load_questions, normalise
-from appliance.evaluation.judge import _words, canonical_number
+from appliance.evaluation.golden import Question, load_questions, normalise, stems
+from appliance.evaluation.judge import canonical_number
 from appliance.llm import LlamaCppGenerator, SamplingParams, load_generator
 from appliance.llm.prompts import GOLD_JUDGE
 from appliance.workspace import Workspace
@@ -59,23 +59,31 @@ def _nums(text: str) -> set[str]:
     return {canonical_number(m.group(0)) for m in _NUM.finditer(_PAGE_REF.sub(" ", text))}
 
 
-def _best_sentence(clause_words: set[str], sentences: list[str]) -> tuple[str, int, bool]:
+class _Sentence(NamedTuple):
+    """A passage sentence with its stems and numbers, computed once per answer checked."""
+
+    text: str
+    words: set[str]
+    nums: set[str]
+
+
+def _best_sentence(clause_words: set[str], sentences: list[_Sentence]) -> tuple[str, int, bool]:
     """The passage sentence sharing most content words with the clause, the overlap, and whether it is unique."""
-    scored = sorted(((len(clause_words & _words(s)), s) for s in sentences), key=lambda t: -t[0])
+    scored = sorted(((len(clause_words & s.words), s.text) for s in sentences), key=lambda t: -t[0])
     if not scored:
         return "", 0, False
     unique = len(scored) == 1 or scored[0][0] > scored[1][0]
     return scored[0][1], scored[0][0], unique
 
 
-def _number_swap(clause: str, words: set[str], sentences: list[str]) -> dict[str, str] | None:
+def _number_swap(clause: str, words: set[str], sentences: list[_Sentence]) -> dict[str, str] | None:
     """A number (or dice expression) of the clause that the best-matching numeric passage sentence replaces with
     another of the same kind: "rolls 2d6" where the passage says "rolls 1d20"."""
     for is_dice in (True, False):
         mine = {n for n in _nums(clause) if ("d" in n) == is_dice}
         if not mine:
             continue
-        numeric = [s for s in sentences if any(("d" in n) == is_dice for n in _nums(s))]
+        numeric = [s for s in sentences if any(("d" in n) == is_dice for n in s.nums)]
         best, overlap, unique = _best_sentence(words - _nums(clause), numeric)
         theirs = {n for n in _nums(best) if ("d" in n) == is_dice}
         if unique and overlap >= 2 and not mine & theirs:
@@ -93,8 +101,8 @@ def deterministic_checks(q: Question, answer: str, passages_text: str, sections:
                       "passage": evidence_missing[0]})
         return found
     norm_passages = normalise(passages_text).lower()
-    known_words = _words(passages_text + " " + sections)
-    sentences = [s for s in _SENTENCE.split(passages_text) if len(_words(s)) >= 2]
+    known_words = stems(passages_text + " " + sections)
+    sentences = [_Sentence(t, w, _nums(t)) for t in _SENTENCE.split(passages_text) if len(w := stems(t)) >= 2]
     if len(answer.split()) <= 6:
         options = [answer, *q.aliases]
         quotes = " ".join(q.evidence)
@@ -108,16 +116,16 @@ def deterministic_checks(q: Question, answer: str, passages_text: str, sections:
         found.append({"check": "numbers", "reason": f"states {', '.join(sorted(missing_numbers))}, which the "
                                                     f"evidence does not", "passage": q.evidence[0]})
     for clause in (c.strip() for c in _CLAUSE.split(answer)):
-        words = _words(clause)
+        words = stems(clause)
         if len(words) < 3:
             continue
         best, overlap, unique = _best_sentence(words, sentences)
         causal = _CAUSAL.search(clause)
         if causal:
             claim, reason = clause[: causal.start()], clause[causal.end():]
-            best_claim, _, _ = _best_sentence(_words(claim), sentences)
-            absent = _words(reason) - _words(best_claim)
-            if not _CAUSAL.search(best_claim) and len(absent) > len(_words(reason)) / 2:
+            best_claim, _, _ = _best_sentence(stems(claim), sentences)
+            absent = stems(reason) - stems(best_claim)
+            if not _CAUSAL.search(best_claim) and len(absent) > len(stems(reason)) / 2:
                 found.append({"check": "reason", "reason": f"gives a reason ({causal.group(0)}{reason.rstrip('.')}) "
                                                            f"that the passage does not", "passage": best_claim})
                 continue
@@ -163,10 +171,8 @@ def check_gold(ws: Workspace, questions_path: Path, answer_field: str = "answer"
     say = progress or (lambda _m: None)
     questions = [q for q in load_questions(questions_path) if q.answerable]
     retriever = Retriever(ws.config, ws.index_dir)
-    if retriever.index.count() == 0:
-        raise ValueError("the index is empty: ingest the golden set's source documents first")
+    retriever.require_chunks(" (ingest the golden set's source documents)")
     judge = load_generator(ws.config, ws.config.eval.judge_model) if use_judge else None
-    visible: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     results = []
     with AuditStore(ws.audit_path) as store, store.run("gold-check", command or " ".join(sys.argv),
                                                         ws.config.to_dict(), __version__) as run:
@@ -174,10 +180,7 @@ def check_gold(ws: Workspace, questions_path: Path, answer_field: str = "answer"
             answer = q.answer if answer_field == "answer" else q.extra.get(answer_field)
             if not isinstance(answer, str) or not answer.strip():
                 raise ValueError(f"question {q.id} has no field {answer_field!r}")
-            groups = tuple(sorted(q.groups))
-            if groups not in visible:
-                visible[groups] = retriever.index.visible_chunks(list(groups))
-            passages, missing = oracle_passages(q, visible[groups])
+            passages, missing = oracle_passages(q, retriever.visible(q.groups))
             ctx = Context("oracle", [p for p in passages if p.chunk_id])
             checks = deterministic_checks(q, answer, ctx.text, " ".join(p.section for p in ctx.passages), missing)
             judged: dict[str, Any] = {}

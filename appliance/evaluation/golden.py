@@ -54,6 +54,22 @@ def normalise(text: str) -> str:
     return _SPACE_AT_PUNCT.sub(r"\1", collapsed)
 
 
+_STOP = set("the a an and or of to in on for with by is are was were be been it its this that as at from which "
+            "what when where who how does do did can may not no yes if then than also only".split())
+_WORD = re.compile(r"[a-z0-9][a-z0-9_.+-]*")
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words that carry content (no stop words, at least 3 characters or a number)."""
+    return {w.strip(".") for w in _WORD.findall(text.lower())
+            if w not in _STOP and (len(w) >= 3 or any(ch.isdigit() for ch in w))}
+
+
+def stems(text: str) -> set[str]:
+    """content_words() lightly stemmed (a plural s dropped), for overlap checks."""
+    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in content_words(text)}
+
+
 def _as_tuple(value: Any, name: str, where: str) -> tuple[str, ...]:
     if value is None:
         return ()

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.evaluation.golden import Question
+from appliance.evaluation.golden import Question, stems
 from appliance.llm import LlamaCppGenerator, SamplingParams
 from appliance.llm.prompts import ANSWER_JUDGE
 
@@ -107,13 +107,6 @@ def _stated(number: str, stated: set[str]) -> bool:
     return False
 
 
-def _words(text: str) -> set[str]:
-    """Content words, lightly stemmed (plural s dropped), for overlap checks."""
-    from appliance.evaluation.strategies import content_words
-
-    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in content_words(text)}
-
-
 def deterministic(q: Question, answer: str) -> Verdict | None:
     """Settle what can be settled without a model; None when the judge must decide.
 
@@ -141,15 +134,15 @@ def deterministic(q: Question, answer: str) -> Verdict | None:
         g = norm_answer(gold)
         if g and len(g.split()) <= 6 and not numbers(g) and re.search(rf"(?<![\w-]){re.escape(g)}(?![\w-])", got):
             return Verdict("correct", "contains", f"contains {gold!r}", False)
-    got_words = _words(answer)
+    got_words = stems(answer)
     for gold in golds:
-        need = _words(gold)
+        need = stems(gold)
         if len(need) >= 2 and need <= got_words and all(_stated(n, got_numbers) for n in numbers(gold)):
             return Verdict("correct", "overlap", f"states every content word of {gold!r}", False)
     if gold_numbers and got_numbers and not any(_stated(n, got_numbers) for n in gold_numbers):
         return Verdict("incorrect", "number", f"states {', '.join(sorted(got_numbers))}, not "
                                               f"{', '.join(sorted(gold_numbers))}", False)
-    if len(_words(q.answer)) <= 6 and not any(_words(g) & got_words or numbers(g) & got_numbers for g in golds):
+    if len(stems(q.answer)) <= 6 and not any(stems(g) & got_words or numbers(g) & got_numbers for g in golds):
         return Verdict("incorrect", "overlap", "shares no content word or number with the gold answer or aliases",
                        False)
     return None

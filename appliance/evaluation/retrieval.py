@@ -46,8 +46,8 @@ def evidence_rank(q: Question, result: SearchResult) -> tuple[int | None, int]:
     return rank, len(covered)
 
 
-def _in_index(q: Question, texts: list[str]) -> bool:
-    return all(any(normalise(e) in t for t in texts) for e in q.evidence)
+def _in_index(q: Question, visible: list[tuple[dict, str]]) -> bool:
+    return all(any(normalise(e) in text for _, text in visible) for e in q.evidence)
 
 
 def summarise(results: list[QuestionResult], k: int) -> dict:
@@ -68,10 +68,8 @@ def evaluate_retrieval(ws: Workspace, questions_path: Path, k: int | None = None
     """Run every answerable question through retrieval, record each retrieval, and return the summary."""
     questions = [q for q in load_questions(questions_path) if q.answerable]
     retriever = Retriever(ws.config, ws.index_dir)
-    if retriever.index.count() == 0:
-        raise ValueError("the index is empty: run `appliance ingest PATH...` first")
+    retriever.require_chunks()
     k = k or ws.config.retrieval.k
-    visible: dict[tuple[str, ...], list[str]] = {}  # caller groups -> normalised texts they may see
     results = []
     with AuditStore(ws.audit_path) as store, store.run("eval-retrieval", command or " ".join(sys.argv),
                                                         ws.config.to_dict(), __version__) as run:
@@ -79,10 +77,8 @@ def evaluate_retrieval(ws: Workspace, questions_path: Path, k: int | None = None
             caller = sorted(set(groups or []) | set(q.groups))
             res = retriever.search(q.question, k=k, mode=mode, groups=caller, rerank=rerank)
             rank, found = evidence_rank(q, res)
-            if tuple(caller) not in visible:
-                visible[tuple(caller)] = [normalise(c["text"]) for c in retriever.index.visible_chunks(caller)]
             r = QuestionResult(id=q.id, kind=q.kind, retrieved=rank is not None, rank=rank,
-                               in_index=_in_index(q, visible[tuple(caller)]), quotes_found=found, quotes=len(q.evidence),
+                               in_index=_in_index(q, retriever.visible(caller)), quotes_found=found, quotes=len(q.evidence),
                                top_files=[h.file_name for h in res.hits], latency_ms=res.latency_ms)
             results.append(r)
             run.append("retrievals", question_id=q.id, query=q.question, mode=res.mode, k=k, groups_json=caller,

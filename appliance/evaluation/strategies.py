@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.config import Config
+from appliance.evaluation.golden import content_words
 from appliance.evaluation.judge import is_refusal, norm_answer
 from appliance.llm import Generation, LlamaCppGenerator, SamplingParams
 from appliance.llm.prompts import PERSPECTIVES, SYNTHESIS, PromptTemplate
 
 STRATEGIES = ("single", "best-of-n", "self-consistency", "council")
-_STOP = set("the a an and or of to in on for with by is are was were be been it its this that as at from which "
-            "what when where who how does do did can may not no yes if then than also only".split())
-_WORD = re.compile(r"[a-z0-9][a-z0-9_.+-]*")
 
 
 @dataclass(frozen=True)
@@ -57,12 +55,6 @@ class StrategyResult:
     @property
     def latency_ms(self) -> float:
         return sum(s.gen.latency_ms for s in self.steps)
-
-
-def content_words(text: str) -> set[str]:
-    """Lower-cased words that carry content (no stop words, at least 3 characters or a number)."""
-    return {w.strip(".") for w in _WORD.findall(text.lower())
-            if w not in _STOP and (len(w) >= 3 or any(ch.isdigit() for ch in w))}
 
 
 def groundedness(answer: str, context: str) -> float:

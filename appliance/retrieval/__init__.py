@@ -58,6 +58,7 @@ class Retriever:
         self.cfg = cfg
         self.embedder = Embedder(cfg)
         self.index_dir = index_dir
+        self._visible: dict[tuple[str, ...], list[tuple[dict[str, Any], str]]] = {}
 
     @cached_property
     def _pool(self) -> ThreadPoolExecutor:
@@ -66,6 +67,21 @@ class Retriever:
     @cached_property
     def index(self) -> ChunkIndex:
         return ChunkIndex(self.index_dir, self.embedder.dim)
+
+    def require_chunks(self, hint: str = "") -> None:
+        """Refuse to go on with an empty index, saying what to do."""
+        if self.index.count() == 0:
+            raise ValueError(f"the index is empty: run `appliance ingest PATH...` first{hint}")
+
+    def visible(self, groups: list[str]) -> list[tuple[dict[str, Any], str]]:
+        """Every chunk a caller holding `groups` may see, with its evidence-matching form (normalise()); read and
+        normalised once per group set for the life of this retriever."""
+        from appliance.evaluation.golden import normalise
+
+        key = tuple(sorted(groups))
+        if key not in self._visible:
+            self._visible[key] = [(c, normalise(c["text"])) for c in self.index.visible_chunks(list(key))]
+        return self._visible[key]
 
     def search(self, query: str, k: int | None = None, mode: str | None = None, groups: list[str] | None = None,
                rerank: str | None = None) -> SearchResult:
