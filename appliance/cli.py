@@ -168,9 +168,9 @@ def cmd_eval_answers(args: argparse.Namespace) -> int:
     from appliance.evaluation.answers import evaluate_answers
 
     ws = _workspace(args)
-    summary = evaluate_answers(ws, Path(args.questions), conditions=args.conditions, strategy=args.strategy,
-                               model=args.model, groups=_groups(args.groups), limit=args.limit,
-                               progress=_stderr_progress(args), command=_command())
+    summary = evaluate_answers(ws, Path(args.questions) if args.questions else None, conditions=args.conditions,
+                               strategy=args.strategy, model=args.model, groups=_groups(args.groups), limit=args.limit,
+                               progress=_stderr_progress(args), command=_command(), resume=args.resume)
 
     def human() -> None:
         print(f"{'condition':<12} {'n':>3} {'accuracy':>9} {'unans. refused':>15} {'tokens':>7} {'s/q':>6}  failures")
@@ -330,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", help="access groups added to every question's own")
     p.set_defaults(func=cmd_eval_retrieval)
     p = esub.add_parser("answers", parents=[common], help="answer, judge and attribute failures per condition")
-    p.add_argument("--questions", required=True, metavar="FILE", help="golden set (JSONL)")
+    p.add_argument("--questions", metavar="FILE", help="golden set (JSONL)")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue a killed run (its own questions, conditions, "
+                   "strategy and model) from the first question it did not finish")
     p.add_argument("--conditions", default="closed-book,oracle,rag", help="comma-separated: closed-book,oracle,rag")
     p.add_argument("--strategy", default="single", choices=["single", "best-of-n", "self-consistency", "council"])
     p.add_argument("--model", help="model name from models/manifest.toml (default: config models.generator)")

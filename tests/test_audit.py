@@ -1,4 +1,6 @@
 """The audit store: migrations, the hash chain, tamper detection and the read-only SQL."""
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -131,3 +133,39 @@ def test_deleting_the_newest_run_is_caught_against_a_noted_head(tmp_path: Path) 
         assert report.ok  # invisible from inside the file alone...
         store.check_head(head, report)
         assert [f.problem for f in report.findings] == ["run_deleted"]  # ...but not against the noted head
+
+
+def test_a_running_run_holds_no_lock_auditors_can_read(tmp_path: Path) -> None:
+    path = tmp_path / "audit.duckdb"
+    reader = ("import sys; from appliance.audit import query; "
+              "print(query(sys.argv[1], 'SELECT count(*) FROM answers')[1][0][0])")
+    with AuditStore(path) as store, store.run("test", "pytest", {}, "0") as run:
+        _answer(run, "first")
+        run.flush()
+        _answer(run, "not yet flushed")
+        # another process (an auditor) reads while the run is open: it sees what was flushed, and no lock error
+        out = subprocess.run([sys.executable, "-c", reader, str(path)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "1"
+    _, rows = query(path, "SELECT count(*) FROM answers")
+    assert rows == [(2,)]
+
+
+def test_a_killed_run_is_reopened_and_closed_with_an_intact_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.duckdb"
+    store = AuditStore(path)
+    killed = store.start_run("test", "pytest", {}, "0")
+    _answer(killed, "done before the kill")
+    killed.flush()
+    _answer(killed, "lost with the process")  # never flushed
+    store.close()
+    _store_with_runs(path, n_runs=1)  # another run starts after the kill
+    assert (killed.run_id, "unclosed") in _problems(path)
+    with AuditStore(path) as store:
+        with store.resumed(killed.run_id) as run:
+            _answer(run, "after the resume")
+        assert store.verify().ok
+        with pytest.raises(AuditError, match="closed"):
+            store.reopen_run(killed.run_id)
+    _, rows = query(path, f"SELECT output FROM answers WHERE run_id = '{killed.run_id}' ORDER BY seq")
+    assert [r[0] for r in rows] == ["done before the kill", "after the resume"]

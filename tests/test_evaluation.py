@@ -2,6 +2,9 @@
 stack end to end on the sample corpus with the small test model."""
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -207,3 +210,34 @@ def test_unknown_condition_and_strategy_are_refused(ws, capsys) -> None:
     code, _, err = run(capsys, ws, "eval", "answers", "--questions", str(SAMPLES / "questions.jsonl"),
                        "--conditions", "rag,open-book", "--model", TEST_MODEL)
     assert code == 2 and "open-book" in err
+
+
+def test_a_killed_eval_run_resumes_where_it_stopped(ws, capsys, tmp_path: Path) -> None:
+    qs = small_set(tmp_path, ["s07", "s12", "s28"])
+    cli = [sys.executable, "-c", "import sys; from appliance.cli import main; sys.exit(main(sys.argv[1:]))",
+           "--workspace", str(ws)]
+    proc = subprocess.Popen([*cli, "eval", "answers", "--questions", str(qs), "--conditions", "closed-book",
+                             "--model", TEST_MODEL], stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # kill it (no clean-up, no run_end) as soon as the first question is written
+        if line.startswith("[1/3]"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    killed = con.execute("SELECT run_id FROM v_runs WHERE kind = 'eval-answers' AND status IS NULL").fetchall()
+    con.close()
+    assert len(killed) == 1
+    run_id = killed[0][0]
+    code, again, err = run(capsys, ws, "eval", "answers", "--resume", run_id[:8], "--json")
+    assert code == 0, err
+    assert again["run_id"] == run_id and again["resumed"] and "1 questions already done" in err
+    assert [o["id"] for o in again["questions"]] == ["s07", "s12", "s28"]
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    per_question = con.execute("SELECT question_id, count(*) FROM answers WHERE run_id = ? GROUP BY 1 ORDER BY 1",
+                               [run_id]).fetchall()
+    con.close()
+    assert per_question == [("s07", 1), ("s12", 1), ("s28", 1)]  # nothing answered twice, nothing lost
+    code, verify, _ = run(capsys, ws, "audit", "verify", "--json")
+    assert code == 0 and verify["ok"]
+    code, _, err = run(capsys, ws, "eval", "answers", "--resume", run_id)
+    assert code == 2 and "finished" in err

@@ -4,6 +4,11 @@
         run.append("answers", question=..., output=..., ...)
 
 Product code only ever INSERTs. `verify()` recomputes every chain; `query()` is the auditors' read-only SQL.
+
+No connection is held while a run works: rows are buffered by the run and written in one short transaction at each
+`flush()` (long loops flush after every unit of work; `close()` flushes), so auditors can query and other commands
+can write while a long evaluation runs. A process killed between flushes loses only its unflushed rows; every
+written transaction is whole.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import getpass
 import hashlib
 import json
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,9 +29,11 @@ import duckdb
 from appliance.audit.chain import CHAIN_COLUMNS, Finding, VerifyReport, row_hash, verify_rows
 from appliance.audit.migrations import MIGRATIONS
 
-__all__ = ["AuditStore", "AuditError", "Run", "ReadOnlyQueryError"]
+__all__ = ["AuditStore", "AuditError", "Run", "ReadOnlyQueryError", "config_sha256"]
 
 READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+LOCK_WAIT_S = 60.0          # how long to wait for another process's write to finish before giving up
+FLUSH_EVERY = 500           # rows buffered by a run before they are written without being asked
 
 
 class AuditError(RuntimeError):
@@ -45,13 +53,15 @@ def _json(value: Any) -> str:
 
 
 class Run:
-    """An open run: appends rows to chained tables, each linked to the previous by hash."""
+    """An open run: appends rows to chained tables, each linked to the previous by hash; rows are buffered and
+    written by `flush()`."""
 
-    def __init__(self, store: AuditStore, run_id: str) -> None:
+    def __init__(self, store: AuditStore, run_id: str, seq: int = 0, prev_hash: str | None = None) -> None:
         self.store = store
         self.run_id = run_id
-        self.seq = 0
-        self.prev_hash: str | None = None
+        self.seq = seq
+        self.prev_hash = prev_hash
+        self._pending: list[tuple[str, dict[str, Any]]] = []
 
     def append(self, table: str, **values: Any) -> str:
         """Append one row to a chained table; dicts/lists are stored as JSON. Returns the row's hash."""
@@ -60,18 +70,27 @@ class Run:
             row[key] = _json(value) if isinstance(value, (dict, list, tuple)) else value
         row.update(run_id=self.run_id, seq=self.seq, created_at=_now(), prev_hash=self.prev_hash)
         row["row_hash"] = row_hash(table, row)
-        self.store._insert(table, row)
+        self._pending.append((table, row))
         self.prev_hash = row["row_hash"]
         self.seq += 1
+        if len(self._pending) >= FLUSH_EVERY:
+            self.flush()
         return row["row_hash"]
+
+    def flush(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Write the buffered rows in one transaction (all or none)."""
+        if self._pending:
+            self.store._insert_all(self._pending, con)
+            self._pending = []
 
     def event(self, kind: str, **payload: Any) -> str:
         """Append an event row (errors, skipped inputs, progress marks)."""
         return self.append("events", kind=kind, payload_json=payload)
 
     def close(self, status: str = "ok", **payload: Any) -> None:
-        """Write the run_end row that seals the run's row count."""
+        """Write the run_end row that seals the run's row count, and everything still buffered."""
         self.event("run_end", status=status, rows_before=self.seq, **payload)
+        self.flush()
         self.store._open_runs.discard(self.run_id)
 
 
@@ -81,16 +100,33 @@ class AuditStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(self.path), config={"autoinstall_known_extensions": False,
-                                                              "autoload_known_extensions": False})
-        except duckdb.Error as e:
-            raise AuditError(f"cannot open audit store {self.path}: {e}") from None
+        self._con: duckdb.DuckDBPyConnection | None = None
         self._open_runs: set[str] = set()
-        self._migrate()
+        with self._connection() as con:
+            self._migrate(con)
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """A connection for reading, opened on first use and held until `close()` (keep such uses short)."""
+        if self._con is None:
+            self._con = _connect(self.path)
+        return self._con
+
+    @contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._con is not None:
+            yield self._con
+            return
+        con = _connect(self.path)
+        try:
+            yield con
+        finally:
+            con.close()
 
     def close(self) -> None:
-        self.con.close()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def __enter__(self) -> AuditStore:
         return self
@@ -98,10 +134,10 @@ class AuditStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _migrate(self) -> None:
-        self.con.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
             version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, sql_sha256 VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)""")
-        applied = {v: s for v, s in self.con.execute("SELECT version, sql_sha256 FROM schema_migrations").fetchall()}
+        applied = {v: s for v, s in con.execute("SELECT version, sql_sha256 FROM schema_migrations").fetchall()}
         for version, name, sql in MIGRATIONS:
             digest = hashlib.sha256(sql.encode()).hexdigest()
             if version in applied:
@@ -109,49 +145,79 @@ class AuditStore:
                     raise AuditError(f"{self.path}: migration {version} ({name}) differs from the one applied; "
                                      f"this store was written by another version of the appliance")
                 continue
-            self.con.execute("BEGIN TRANSACTION")
+            con.execute("BEGIN TRANSACTION")
             try:
-                self.con.execute(sql)
-                self.con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?)", [version, name, digest, _now()])
-                self.con.execute("COMMIT")
+                con.execute(sql)
+                con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?)", [version, name, digest, _now()])
+                con.execute("COMMIT")
             except duckdb.Error:
-                self.con.execute("ROLLBACK")
+                con.execute("ROLLBACK")
                 raise
         unknown = set(applied) - {v for v, _, _ in MIGRATIONS}
         if unknown:
             raise AuditError(f"{self.path} has migrations {sorted(unknown)} this appliance does not know: upgrade it")
 
-    def _insert(self, table: str, row: dict[str, Any]) -> None:
-        cols = list(row)
-        self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                         [row[c] for c in cols])
+    def _insert_all(self, rows: list[tuple[str, dict[str, Any]]], con: duckdb.DuckDBPyConnection | None = None) -> None:
+        if con is None:
+            with self._connection() as con:
+                return self._insert_all(rows, con)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table, row in rows:
+                cols = list(row)
+                con.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                            [row[c] for c in cols])
+            con.execute("COMMIT")
+        except duckdb.Error:
+            con.execute("ROLLBACK")
+            raise
 
     def start_run(self, kind: str, command: str, config: dict[str, Any], version: str) -> Run:
         """Append a run header (seq 0) linked to the previous run's header, and return the open run."""
-        last = self.con.execute("SELECT row_hash FROM runs ORDER BY created_at DESC LIMIT 1").fetchall()
         run = Run(self, uuid.uuid4().hex[:16])
         config_json = _json(config)
-        run.append("runs", kind=kind, command=command, os_user=getpass.getuser(), host=socket.gethostname(),
-                   appliance_version=version, config_json=config_json,
-                   config_sha256=hashlib.sha256(config_json.encode()).hexdigest(),
-                   prev_run_hash=last[0][0] if last else None)
+        with self._connection() as con:  # the header is read and written under one connection
+            last = con.execute("SELECT row_hash FROM runs ORDER BY created_at DESC LIMIT 1").fetchall()
+            run.append("runs", kind=kind, command=command, os_user=getpass.getuser(), host=socket.gethostname(),
+                       appliance_version=version, config_json=config_json,
+                       config_sha256=config_sha256(config),
+                       prev_run_hash=last[0][0] if last else None)
+            run.flush(con)
         self._open_runs.add(run.run_id)
         return run
+
+    def reopen_run(self, run_id: str) -> Run:
+        """Continue an unclosed run (killed before its run_end) from its last written row."""
+        with self._connection() as con:
+            last = None
+            for table in self.chained_tables(con):
+                row = con.execute(f"SELECT seq, row_hash FROM {table} WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
+                                  [run_id]).fetchall()
+                if row and (last is None or row[0][0] > last[0]):
+                    last = row[0]
+            ended = con.execute("SELECT count(*) FROM events WHERE run_id = ? AND kind = 'run_end'",
+                                [run_id]).fetchone()[0]
+        if last is None:
+            raise AuditError(f"no run {run_id} in {self.path}")
+        if ended:
+            raise AuditError(f"run {run_id} is closed (it has a run_end row); only a killed run can be resumed")
+        self._open_runs.add(run_id)
+        return Run(self, run_id, seq=last[0] + 1, prev_hash=last[1])
 
     @contextmanager
     def run(self, kind: str, command: str, config: dict[str, Any], version: str) -> Iterator[Run]:
         """A run that is closed with status ok, or failed (and the error recorded) if the block raises."""
         run = self.start_run(kind, command, config, version)
-        try:
-            yield run
-        except BaseException as e:
-            run.close("failed", error=f"{type(e).__name__}: {e}")
-            raise
-        run.close("ok")
+        yield from _closing(run)
 
-    def chained_tables(self) -> list[str]:
+    @contextmanager
+    def resumed(self, run_id: str) -> Iterator[Run]:
+        """An unclosed run reopened, closed like `run()` at the end of the block."""
+        yield from _closing(self.reopen_run(run_id))
+
+    def chained_tables(self, con: duckdb.DuckDBPyConnection | None = None) -> list[str]:
         """Tables that carry the chain columns (found from the schema, so new tables join automatically)."""
-        rows = self.con.execute("""SELECT table_name, list(column_name) FROM information_schema.columns
+        rows = (con or self.con).execute("""SELECT table_name, list(column_name) FROM information_schema.columns
                                    WHERE table_schema = 'main' GROUP BY table_name""").fetchall()
         return sorted(t for t, cols in rows if CHAIN_COLUMNS <= set(cols))
 
@@ -180,6 +246,37 @@ class AuditStore:
         return last[0][0] if last else None
 
 
+def config_sha256(config: dict[str, Any]) -> str:
+    """The hash a run header records of its configuration."""
+    return hashlib.sha256(_json(config).encode()).hexdigest()
+
+
+def _closing(run: Run) -> Iterator[Run]:
+    """Yield `run`; close it ok, or failed with the error recorded if the block raises."""
+    try:
+        yield run
+    except BaseException as e:
+        run.close("failed", error=f"{type(e).__name__}: {e}")
+        raise
+    run.close("ok")
+
+
+def _connect(path: Path, read_only: bool = False, **config: Any) -> duckdb.DuckDBPyConnection:
+    """Open the store, waiting up to LOCK_WAIT_S while another process holds it for a write."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only,
+                                  config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+                                  | config)
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                raise AuditError(f"cannot open audit store {path}: {e}") from None
+            time.sleep(0.1)
+        except duckdb.Error as e:
+            raise AuditError(f"cannot open audit store {path}: {e}") from None
+
+
 def query(path: Path, sql: str) -> tuple[list[str], list[tuple]]:
     """Run one auditor's statement read-only: only SELECT/EXPLAIN, on a read-only connection without file access."""
     con_check = duckdb.connect()
@@ -196,9 +293,7 @@ def query(path: Path, sql: str) -> tuple[list[str], list[tuple]]:
                                  f"the audit log is read-only (SELECT and EXPLAIN only)")
     if not Path(path).is_file():
         raise AuditError(f"no audit store at {path}")
-    con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False,
-                                                             "autoinstall_known_extensions": False,
-                                                             "autoload_known_extensions": False})
+    con = _connect(path, read_only=True, enable_external_access=False)
     try:
         cur = con.execute(sql)
         names = [d[0] for d in cur.description] if cur.description else []

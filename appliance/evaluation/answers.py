@@ -9,6 +9,9 @@ same model it is shared.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import socket
 import sys
 import time
 from collections import Counter
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import __version__
-from appliance.audit import AuditStore, Run
+from appliance.audit import AuditStore, Run, config_sha256
 from appliance.evaluation.attribution import failure_kind
 from appliance.evaluation.contexts import (CONDITIONS, Context, budget, covers_evidence, oracle_passages,
                                            retrieved_context)
@@ -150,13 +153,75 @@ def _share(rows: list[AnswerOutcome]) -> float | None:
     return round(sum(o.verdict == "correct" for o in rows) / len(rows), 4) if rows else None
 
 
-def evaluate_answers(ws: Workspace, questions_path: Path, conditions: list[str] | str | None = None,
+@dataclass(frozen=True)
+class ResumePoint:
+    """What a killed run was asked to do, and the questions it finished (each written whole, with its outcomes)."""
+
+    run_id: str
+    start: dict[str, Any]
+    done: list[AnswerOutcome]
+
+
+def resume_point(ws: Workspace, run_prefix: str) -> ResumePoint:
+    """The unclosed `eval answers` run named by `run_prefix`, refused if it ended, is still running on this host,
+    or was made with another configuration."""
+    with AuditStore(ws.audit_path) as store:
+        rows = store.con.execute(
+            """SELECT r.run_id, r.config_sha256, e.payload_json FROM runs r
+               JOIN events e ON e.run_id = r.run_id AND e.kind = 'eval_answers_start'
+               WHERE r.run_id LIKE ? || '%' AND r.kind = 'eval-answers'""", [run_prefix]).fetchall()
+        if len(rows) != 1:
+            raise ValueError(f"run {run_prefix!r}: " + ("no `eval answers` run with that id" if not rows
+                                                         else "ambiguous prefix"))
+        run_id, cfg_sha, start_json = rows[0]
+        ended = store.con.execute("SELECT count(*) FROM events WHERE run_id = ? AND kind = 'run_end'",
+                                  [run_id]).fetchone()[0]
+        done_rows = store.con.execute("SELECT payload_json FROM events WHERE run_id = ? AND kind = 'question_done' "
+                                      "ORDER BY seq", [run_id]).fetchall()
+    start = json.loads(start_json)
+    if ended:
+        raise ValueError(f"run {run_id} finished (or failed and was closed); only a killed run can be resumed")
+    if start.get("host") == socket.gethostname() and _alive(start.get("pid")):
+        raise ValueError(f"run {run_id} is still running (pid {start['pid']})")
+    if cfg_sha != config_sha256(ws.config.to_dict()):
+        raise ValueError(f"run {run_id} was made with another configuration; resume it with the same config.toml "
+                         f"and --set options")
+    done = [AnswerOutcome(**o) for (payload,) in done_rows for o in json.loads(payload)["outcomes"]]
+    return ResumePoint(run_id, start, done)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def evaluate_answers(ws: Workspace, questions_path: Path | None, conditions: list[str] | str | None = None,
                      strategy: str = "single", model: str | None = None, groups: list[str] | None = None,
-                     limit: int | None = None, progress: Progress | None = None, command: str = "") -> dict[str, Any]:
-    """Run the evaluation and return its summary (with run_id and every judged answer)."""
+                     limit: int | None = None, progress: Progress | None = None, command: str = "",
+                     resume: str | None = None) -> dict[str, Any]:
+    """Run the evaluation and return its summary (with run_id and every judged answer). With `resume` (a killed
+    run's id), continue that run with its own questions, conditions, strategy and model, from the first question
+    it did not finish."""
+    point = resume_point(ws, resume) if resume else None
+    if point is not None:
+        start = point.start
+        questions_path, conditions, strategy = Path(start["questions_file"]), start["conditions"], start["strategy"]
+        model, groups, limit = start["model"], start.get("groups"), start["n_questions"]
+    if questions_path is None:
+        raise ValueError("give --questions FILE (or --resume RUN_ID)")
     conditions = parse_conditions(conditions)
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r} (choose {', '.join(STRATEGIES)})")
+    questions_sha = hashlib.sha256(questions_path.read_bytes()).hexdigest()
+    if point is not None and questions_sha != point.start["questions_sha256"]:
+        raise ValueError(f"{questions_path} changed since run {point.run_id} started; it cannot be resumed")
     questions = load_questions(questions_path)[: limit or None]
     say = progress or (lambda _msg: None)
     cfg = ws.config
@@ -164,21 +229,34 @@ def evaluate_answers(ws: Workspace, questions_path: Path, conditions: list[str] 
     judge_name = resolve_name(cfg.eval.judge_model, cfg.models_dir)
     judge_gen = generator if judge_name == generator.entry.name else load_generator(cfg, judge_name)
     judge = AnswerJudge(judge_gen, repeats=cfg.eval.judge_repeats, seed=cfg.llm.seed)
+    if point is not None and generator.entry.sha256 != point.start["model_sha256"]:
+        raise ValueError(f"model {generator.entry.name} is not the file run {point.run_id} started with")
     runner = StrategyRunner(generator, cfg)
     builder = ContextBuilder(ws, generator, need_index=any(c != "closed-book" for c in conditions))
+    outcomes: list[AnswerOutcome] = list(point.done) if point else []
+    done_ids = {o.id for o in outcomes}
     say(f"{len(questions)} questions x {len(conditions)} conditions ({', '.join(conditions)}), strategy {strategy}, "
-        f"model {generator.entry.name}, judge {judge_gen.entry.name}")
-    outcomes: list[AnswerOutcome] = []
+        f"model {generator.entry.name}, judge {judge_gen.entry.name}"
+        + (f"; resuming run {point.run_id}: {len(done_ids)} questions already done" if point else ""))
     t_start = time.perf_counter()
-    with AuditStore(ws.audit_path) as store, store.run("eval-answers", command or " ".join(sys.argv),
-                                                        cfg.to_dict(), __version__) as run:
-        run.event("eval_answers_start", questions_file=str(questions_path),
-                  questions_sha256=hashlib.sha256(questions_path.read_bytes()).hexdigest(),
-                  conditions=conditions, strategy=strategy, model=generator.entry.name,
-                  model_sha256=generator.entry.sha256, judge_model=judge_gen.entry.name, n_questions=len(questions))
-        for i, q in enumerate(questions, 1):
+    store = AuditStore(ws.audit_path)
+    opened = (store.resumed(point.run_id) if point else
+              store.run("eval-answers", command or " ".join(sys.argv), cfg.to_dict(), __version__))
+    with store, opened as run:
+        if point is None:
+            run.event("eval_answers_start", questions_file=str(questions_path), questions_sha256=questions_sha,
+                      conditions=conditions, strategy=strategy, model=generator.entry.name,
+                      model_sha256=generator.entry.sha256, judge_model=judge_gen.entry.name,
+                      n_questions=len(questions), groups=groups or [], pid=os.getpid(), host=socket.gethostname())
+        else:
+            run.event("run_resumed", command=command or " ".join(sys.argv), pid=os.getpid(),
+                      host=socket.gethostname(), questions_done=sorted(done_ids))
+        run.flush()
+        todo = [q for q in questions if q.id not in done_ids]
+        for i, q in enumerate(todo, 1):
             caller = sorted(set(groups or []) | set(q.groups))
             oracle_correct: bool | None = None
+            mine: list[AnswerOutcome] = []
             for cond in conditions:
                 t_cond = time.perf_counter()
                 ctx, retrieval = builder.build(q, cond, caller)
@@ -201,19 +279,24 @@ def evaluate_answers(ws: Workspace, questions_path: Path, conditions: list[str] 
                            judge_model_sha256=verdict.judge_model_sha256, judge_template_id=verdict.judge_template_id,
                            raw_outputs_json=verdict.raw_outputs, agreement=verdict.agreement,
                            evidence_in_context=ctx.evidence_in_context, failure_kind=kind)
-                outcomes.append(AnswerOutcome(q.id, q.kind, cond, result.answer, verdict.verdict, verdict.method, kind,
-                                              ctx.evidence_in_context, len(ctx.passages), result.prompt_tokens,
-                                              result.completion_tokens, round(result.latency_ms, 1),
-                                              round((time.perf_counter() - t_cond) * 1000, 1)))
+                mine.append(AnswerOutcome(q.id, q.kind, cond, result.answer, verdict.verdict, verdict.method, kind,
+                                          ctx.evidence_in_context, len(ctx.passages), result.prompt_tokens,
+                                          result.completion_tokens, round(result.latency_ms, 1),
+                                          round((time.perf_counter() - t_cond) * 1000, 1)))
+            # the question's rows and its outcomes are written in one transaction: a killed run resumes after it
+            run.event("question_done", question_id=q.id, outcomes=[asdict(o) for o in mine])
+            run.flush()
+            outcomes.extend(mine)
             elapsed = time.perf_counter() - t_start
-            eta = elapsed / i * (len(questions) - i)
-            marks = " ".join(f"{o.condition}:{'ok' if o.verdict == 'correct' else o.failure_kind}"
-                             for o in outcomes[-len(conditions):])
-            say(f"[{i}/{len(questions)}] {q.id} {marks}  ({elapsed:.0f} s, about {eta:.0f} s left)")
+            eta = elapsed / i * (len(todo) - i)
+            marks = " ".join(f"{o.condition}:{'ok' if o.verdict == 'correct' else o.failure_kind}" for o in mine)
+            say(f"[{len(done_ids) + i}/{len(questions)}] {q.id} {marks}  ({elapsed:.0f} s, about {eta:.0f} s left)")
+        order = {q.id: n for n, q in enumerate(questions)}
+        outcomes.sort(key=lambda o: (order.get(o.id, len(order)), conditions.index(o.condition)))
         summary = {"strategy": strategy, "model": generator.entry.name, "model_sha256": generator.entry.sha256,
                    "judge_model": judge_gen.entry.name, "questions_file": str(questions_path),
                    "n_questions": len(questions), "conditions": summarise_outcomes(outcomes, conditions),
-                   "seconds": round(time.perf_counter() - t_start, 1)}
+                   "seconds": round(time.perf_counter() - t_start, 1), "resumed": bool(point)}
         run.event("eval_answers_summary", **summary)
         summary["run_id"] = run.run_id
         summary["questions"] = [asdict(o) for o in outcomes]

@@ -199,6 +199,7 @@ def check_gold(ws: Workspace, questions_path: Path, answer_field: str = "answer"
                        reason=first["reason"], passage=first["passage"])
             results.append({"question_id": q.id, "status": status, "reason": first["reason"],
                             "passage": first["passage"], "checks": checks})
+            run.flush()
             say(f"{q.id}: {status}" + (f" ({first['reason'][:100]})" if checks else ""))
         flagged = [r["question_id"] for r in results if r["status"] != "ok"]
         run.event("gold_check_summary", questions_file=str(questions_path), answer_field=answer_field,

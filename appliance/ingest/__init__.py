@@ -214,6 +214,7 @@ def ingest(ws: Workspace, paths: list[Path], groups: list[str] | None = None, pr
                                         pages=len(pages) if pages else None))
             run.event("file_ingested", path=key, sha256=file_sha, chunks=len(rows), groups=file_groups, **params,
                       duplicates_dropped=len(chunks) - len(rows), warnings=parsed.warnings)
+            run.flush()
             for w in parsed.warnings:
                 say(f"  warning: {w}")
         if prune:
