@@ -48,7 +48,8 @@ def ask(ws: Workspace, question: str, rag: bool = True, strategy: str = "single"
         retriever = Retriever(ws.config, ws.index_dir)
         retriever.require_chunks(", or ask with --no-rag")
         res = retriever.search(question, k=ws.config.eval.context_k, groups=groups)
-        ctx = retrieved_context(res, ws.config.eval.context_max_tokens, generator.count_tokens)
+        ctx = retrieved_context(res, ws.config.eval.context_max_tokens, generator.count_tokens,
+                                order=ws.config.eval.context_order)
     condition = "rag" if rag else "closed-book"
     template = CONTEXT if rag else CLOSED_BOOK
     with AuditStore(ws.audit_path) as store, store.run("ask", command or " ".join(sys.argv),
@@ -59,4 +60,5 @@ def ask(ws: Workspace, question: str, rag: bool = True, strategy: str = "single"
                          strategy=strategy, model=generator.entry.name, model_sha256=generator.entry.sha256,
                          template_id=result.steps[-1].template_id, prompt_tokens=result.prompt_tokens,
                          completion_tokens=result.completion_tokens, latency_ms=round(result.latency_ms, 1),
-                         sources=[p.record() | {"section": p.section} for p in ctx.passages])
+                         sources=[p.record() | {"section": p.section}
+                                  for p in sorted(ctx.passages, key=lambda p: p.rank or 0)])

@@ -81,7 +81,8 @@ class RetrievalConfig:
 class EvalConfig:
     """How `appliance eval answers` builds contexts, runs strategies and judges (and `compare` tests)."""
 
-    context_k: int = 5                      # rag: retrieved chunks given to the model
+    context_k: int = 3                      # rag: retrieved chunks given to the model
+    context_order: str = "best-last"        # rag: best-last puts the best passage next to the question
     context_max_tokens: int = 1200          # rag and oracle: passages are cut to this many generator tokens
     samples: int = 5                        # best-of-n and self-consistency: answers sampled per question
     sample_temperature: float = 0.7
@@ -107,7 +108,8 @@ class Config:
     def validate(self) -> None:
         """Refuse values that are the right type but make no sense."""
         choices = {("ingest", "chunker"): ("structure", "window"), ("retrieval", "mode"): ("vector", "fts", "hybrid"),
-                   ("retrieval", "rerank"): ("none", "sentence")}
+                   ("retrieval", "rerank"): ("none", "sentence"),
+                   ("eval", "context_order"): ("best-first", "best-last")}
         for (section, key), allowed in choices.items():
             value = getattr(getattr(self, section), key)
             if value not in allowed:

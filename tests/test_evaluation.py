@@ -127,6 +127,22 @@ def test_gold_checks_pass_a_supported_key() -> None:
     assert deterministic_checks(q("1d20"), "1d20", PASSAGES, "", []) == []
 
 
+def test_rag_context_keeps_the_best_within_budget_and_shows_it_last() -> None:
+    from types import SimpleNamespace
+
+    from appliance.evaluation.contexts import retrieved_context
+
+    hits = [SimpleNamespace(chunk_id=f"c{i}", text=f"passage {i} " + "word " * 40, file_name="f.md", section="",
+                            page_start=None, rank=i, score=1 / i) for i in (1, 2, 3)]
+    result = SimpleNamespace(hits=hits)
+    count = lambda text: len(text.split())  # noqa: E731 - one word, one token
+    first = retrieved_context(result, 120, count)
+    assert [p.chunk_id for p in first.passages] == ["c1", "c2"] and first.dropped == 1  # the lowest rank is cut
+    last = retrieved_context(result, 120, count, order="best-last")
+    assert [p.chunk_id for p in last.passages] == ["c2", "c1"]
+    assert last.render().rstrip().endswith("word") and last.render().index("passage 1") > last.render().index("passage 2")
+
+
 # --- the real stack: ingest the samples, evaluate a few questions with the small model ---------------------------
 
 @pytest.fixture(scope="module")

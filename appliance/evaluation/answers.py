@@ -91,7 +91,7 @@ class ContextBuilder:
             covered = covers_evidence(q, "\n".join(p.text for p in kept))
             return Context(condition, kept, covered, dropped, missing), None
         result = self.retriever.search(q.question, k=self.cfg.eval.context_k, groups=groups)
-        return retrieved_context(result, budget_tokens, self.count, q), result
+        return retrieved_context(result, budget_tokens, self.count, q, self.cfg.eval.context_order), result
 
 
 def record_answer(run: Run, question_id: str | None, question: str, condition: str, strategy: str,

@@ -5,7 +5,9 @@
   often not self-contained (a table row without its header), so the whole chunk is given, as retrieval would.
 - `rag`: the retrieved top-k chunks, as stored by retrieval.
 
-Passages are numbered, headed by file and section, and cut to a token budget (whole chunks first, best first).
+Passages are numbered, headed by file and section, and cut to a token budget (whole chunks, best kept first). Rag
+passages are shown best last by default: measured on ../shared/devset, the 0.5B model used the passage next to the
+question far more reliably than one three passages away.
 """
 from __future__ import annotations
 
@@ -97,11 +99,14 @@ def oracle_passages(q: Question, visible: list[tuple[dict[str, Any], str]]) -> t
     return list(found.values()), missing
 
 
-def retrieved_context(result: Any, max_tokens: int, count: Callable[[str], int], q: Question | None = None) -> Context:
-    """The rag context of a retrieval result (hits in rank order, cut to `max_tokens`); with `q`, whether it holds
-    the gold evidence."""
+def retrieved_context(result: Any, max_tokens: int, count: Callable[[str], int], q: Question | None = None,
+                      order: str = "best-first") -> Context:
+    """The rag context of a retrieval result: hits cut to `max_tokens` (the lowest-ranked dropped first), shown
+    best first or best last (next to the question); with `q`, whether it holds the gold evidence."""
     passages = [Passage(h.chunk_id, h.text, h.file_name, h.section, h.page_start, h.rank, h.score)
                 for h in result.hits]
     kept, dropped = budget(passages, max_tokens, count)
+    if order == "best-last":
+        kept.reverse()
     covered = covers_evidence(q, "\n".join(p.text for p in kept)) if q is not None else None
     return Context("rag", kept, covered, dropped)
