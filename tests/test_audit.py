@@ -169,3 +169,18 @@ def test_a_killed_run_is_reopened_and_closed_with_an_intact_chain(tmp_path: Path
             store.reopen_run(killed.run_id)
     _, rows = query(path, f"SELECT output FROM answers WHERE run_id = '{killed.run_id}' ORDER BY seq")
     assert [r[0] for r in rows] == ["done before the kill", "after the resume"]
+
+
+def test_an_interrupted_run_is_left_resumable_not_sealed(tmp_path: Path) -> None:
+    path = tmp_path / "audit.duckdb"
+    with AuditStore(path) as store:
+        with pytest.raises(KeyboardInterrupt):
+            with store.run("test", "pytest", {}, "0") as run:
+                _answer(run, "written")
+                run.flush()
+                _answer(run, "half-done work, dropped")
+                raise KeyboardInterrupt
+        assert [f.problem for f in store.verify().findings] == ["unclosed"]
+        with store.resumed(run.run_id) as again:
+            _answer(again, "after the resume")
+        assert store.verify().ok

@@ -42,6 +42,12 @@ def q(answer: str, aliases=(), kind: str = "fact", evidence=("e",)) -> Question:
     ("The secondary on-call engineer", ("secondary on-call",), "The Platform Lead, Sofie.", "incorrect", "overlap"),
     ("Hand it to the Service Desk unopened", (), "Employees must hand the stick to the service desk unopened.",
      "correct", "overlap"),
+    # a dotted name is one answer: "datetime.date" does not contain "datetime", nor "shelve.X" "X"
+    ("datetime.datetime (with tzinfo set to None)", ("datetime.datetime", "datetime"), "It becomes a datetime.date.",
+     "incorrect", "overlap"),
+    ("pickle.DEFAULT_PROTOCOL", ("DEFAULT_PROTOCOL",), "shelve.DEFAULT_PROTOCOL is now used.", "incorrect", "overlap"),
+    ("pickle.DEFAULT_PROTOCOL", ("DEFAULT_PROTOCOL",), "Since 3.10 it is pickle.DEFAULT_PROTOCOL.", "correct",
+     "contains"),
 ])
 def test_deterministic_checks_settle_what_they_can(gold, aliases, answer, verdict, method) -> None:
     v = deterministic(q(gold, aliases, "unanswerable" if gold == "UNANSWERABLE" else "fact"), answer)
@@ -175,6 +181,7 @@ def test_eval_answers_all_conditions_recorded_and_compared(ws, capsys, tmp_path:
     code, single, err = run(capsys, ws, "eval", "answers", "--questions", str(qs), "--model", TEST_MODEL, "--json")
     assert code == 0, err
     assert set(single["conditions"]) == {"closed-book", "oracle", "rag"} and "about" in err  # progress with ETA
+    assert "estimate: 9 answers" in err and single["estimated_seconds"] > 0  # said before the run, from speed now
     for cond in single["conditions"].values():
         assert cond["n"] == 3 and 0 <= cond["accuracy"] <= 1 and cond["unanswerable_refused"].endswith("/1")
     assert len(single["questions"]) == 9 and all(o["failure_kind"] for o in single["questions"])

@@ -252,9 +252,14 @@ def config_sha256(config: dict[str, Any]) -> str:
 
 
 def _closing(run: Run) -> Iterator[Run]:
-    """Yield `run`; close it ok, or failed with the error recorded if the block raises."""
+    """Yield `run`; close it ok, or failed with the error recorded if the block raises. An interrupt (Ctrl-C) drops
+    the rows of the unit of work in progress and leaves the run unclosed, as a kill would: it can be resumed."""
     try:
         yield run
+    except KeyboardInterrupt:
+        run._pending = []
+        run.store._open_runs.discard(run.run_id)
+        raise
     except BaseException as e:
         run.close("failed", error=f"{type(e).__name__}: {e}")
         raise

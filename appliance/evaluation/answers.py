@@ -25,6 +25,7 @@ from appliance.audit import AuditStore, Run, config_sha256
 from appliance.evaluation.attribution import failure_kind
 from appliance.evaluation.contexts import (CONDITIONS, Context, budget, covers_evidence, oracle_passages,
                                            retrieved_context)
+from appliance.evaluation.estimate import Estimate, estimate_run, measure_speed
 from appliance.evaluation.golden import Question, load_questions
 from appliance.evaluation.judge import AnswerJudge, Verdict
 from appliance.evaluation.report import run_report
@@ -92,6 +93,14 @@ class ContextBuilder:
             return Context(condition, kept, covered, dropped, missing), None
         result = self.retriever.search(q.question, k=self.cfg.eval.context_k, groups=groups)
         return retrieved_context(result, budget_tokens, self.count, q, self.cfg.eval.context_order), result
+
+    def sample_passages(self, groups: list[str], n: int = 50) -> list[str]:
+        """Texts of up to `n` chunks visible to `groups`, spread over the index (for estimates)."""
+        if self.retriever is None:
+            return []
+        visible = self.retriever.visible(groups)
+        step = max(len(visible) // n, 1)
+        return [c["text"] for c, _ in visible[::step][:n]]
 
 
 def record_answer(run: Run, question_id: str | None, question: str, condition: str, strategy: str,
@@ -178,11 +187,14 @@ def resume_point(ws: Workspace, run_prefix: str) -> ResumePoint:
                                   [run_id]).fetchone()[0]
         done_rows = store.con.execute("SELECT payload_json FROM events WHERE run_id = ? AND kind = 'question_done' "
                                       "ORDER BY seq", [run_id]).fetchall()
-    start = json.loads(start_json)
+        (last_json,) = store.con.execute(
+            "SELECT payload_json FROM events WHERE run_id = ? AND kind IN ('eval_answers_start', 'run_resumed') "
+            "ORDER BY seq DESC LIMIT 1", [run_id]).fetchone()
+    start, last = json.loads(start_json), json.loads(last_json)  # last: the process that worked on it last
     if ended:
         raise ValueError(f"run {run_id} finished (or failed and was closed); only a killed run can be resumed")
-    if start.get("host") == socket.gethostname() and _alive(start.get("pid")):
-        raise ValueError(f"run {run_id} is still running (pid {start['pid']})")
+    if last.get("host") == socket.gethostname() and _alive(last.get("pid")):
+        raise ValueError(f"run {run_id} is still running (pid {last['pid']})")
     if cfg_sha != config_sha256(ws.config.to_dict()):
         raise ValueError(f"run {run_id} was made with another configuration; resume it with the same config.toml "
                          f"and --set options")
@@ -200,6 +212,18 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _estimate(gen: LlamaCppGenerator, cfg: Any, builder: ContextBuilder, questions: list[Question],
+              conditions: list[str], strategy: str, groups: list[str]) -> Estimate | None:
+    """The run's expected duration, from a speed measured now on a prompt like the run's own."""
+    if not questions:
+        return None
+    texts = builder.sample_passages(sorted(set(groups) | set(questions[0].groups)))
+    chunk_tokens = sum(map(gen.count_tokens, texts)) / len(texts) if texts else 0.0
+    prompt = (gen.render(CONTEXT, question=questions[0].question, context="\n\n".join(texts[:cfg.eval.context_k]))[0]
+              if texts else gen.render(CLOSED_BOOK, question=questions[0].question)[0])
+    return estimate_run(gen, cfg, questions, conditions, strategy, chunk_tokens, measure_speed(gen, prompt))
 
 
 def evaluate_answers(ws: Workspace, questions_path: Path | None, conditions: list[str] | str | None = None,
@@ -238,6 +262,10 @@ def evaluate_answers(ws: Workspace, questions_path: Path | None, conditions: lis
     say(f"{len(questions)} questions x {len(conditions)} conditions ({', '.join(conditions)}), strategy {strategy}, "
         f"model {generator.entry.name}, judge {judge_gen.entry.name}"
         + (f"; resuming run {point.run_id}: {len(done_ids)} questions already done" if point else ""))
+    todo = [q for q in questions if q.id not in done_ids]
+    estimate = _estimate(generator, cfg, builder, todo, conditions, strategy, groups or [])
+    if estimate is not None:
+        say(str(estimate))
     t_start = time.perf_counter()
     store = AuditStore(ws.audit_path)
     opened = (store.resumed(point.run_id) if point else
@@ -251,8 +279,11 @@ def evaluate_answers(ws: Workspace, questions_path: Path | None, conditions: lis
         else:
             run.event("run_resumed", command=command or " ".join(sys.argv), pid=os.getpid(),
                       host=socket.gethostname(), questions_done=sorted(done_ids))
+        if estimate is not None:
+            run.event("eval_answers_estimate", **estimate.record())
         run.flush()
-        todo = [q for q in questions if q.id not in done_ids]
+        say(f"run {run.run_id}: if it is stopped, `appliance eval answers --resume {run.run_id}` goes on from "
+            f"the first question it did not finish")
         for i, q in enumerate(todo, 1):
             caller = sorted(set(groups or []) | set(q.groups))
             oracle_correct: bool | None = None
@@ -296,7 +327,8 @@ def evaluate_answers(ws: Workspace, questions_path: Path | None, conditions: lis
         summary = {"strategy": strategy, "model": generator.entry.name, "model_sha256": generator.entry.sha256,
                    "judge_model": judge_gen.entry.name, "questions_file": str(questions_path),
                    "n_questions": len(questions), "conditions": summarise_outcomes(outcomes, conditions),
-                   "seconds": round(time.perf_counter() - t_start, 1), "resumed": bool(point)}
+                   "seconds": round(time.perf_counter() - t_start, 1), "resumed": bool(point),
+                   "estimated_seconds": estimate.seconds if estimate else None}
         run.event("eval_answers_summary", **summary)
         summary["run_id"] = run.run_id
         summary["questions"] = [asdict(o) for o in outcomes]

@@ -46,9 +46,10 @@ def is_refusal(text: str) -> bool:
 
 
 def norm_answer(text: str) -> str:
-    """Lower case, articles and punctuation dropped, whitespace collapsed (for exact and containment checks)."""
+    """Lower case, articles and punctuation dropped, whitespace collapsed (for exact and containment checks); a dot
+    inside a name or number stays ("datetime.date" is not "datetime date")."""
     text = _ARTICLES.sub(" ", text.lower())
-    text = re.sub(r"[^\w\s.%+-]|(?<!\d)[.]|[.](?!\d)", " ", text)
+    text = re.sub(r"[^\w\s.%+-]|(?<!\w)[.]|[.](?!\w)", " ", text)
     return " ".join(text.split())
 
 
@@ -132,7 +133,7 @@ def deterministic(q: Question, answer: str) -> Verdict | None:
         return Verdict("correct", "number", f"states {', '.join(sorted(gold_numbers))}", False)
     for gold in golds:
         g = norm_answer(gold)
-        if g and len(g.split()) <= 6 and not numbers(g) and re.search(rf"(?<![\w-]){re.escape(g)}(?![\w-])", got):
+        if g and len(g.split()) <= 6 and not numbers(g) and re.search(rf"(?<![\w.-]){re.escape(g)}(?![\w-]|\.\w)", got):
             return Verdict("correct", "contains", f"contains {gold!r}", False)
     got_words = stems(answer)
     for gold in golds:
