@@ -172,15 +172,26 @@ def cmd_eval_answers(args: argparse.Namespace) -> int:
                                strategy=args.strategy, model=args.model, groups=_groups(args.groups), limit=args.limit,
                                progress=_stderr_progress(args), command=_command(), resume=args.resume)
 
-    def human() -> None:
-        print(f"{'condition':<12} {'n':>3} {'accuracy':>9} {'unans. refused':>15} {'tokens':>7} {'s/q':>6}  failures")
-        for cond, s in summary["conditions"].items():
-            fails = ", ".join(f"{k} {v}" for k, v in sorted(s["failures"].items()))
-            print(f"{cond:<12} {s['n']:>3} {s['accuracy']:>9.1%} {s['unanswerable_refused']:>15} "
-                  f"{s['prompt_tokens_mean']:>7} {s['seconds_per_question']:>6}  {fails}")
-        print(f"run {summary['run_id']}; reports: {', '.join(summary['reports'])}")
+    _emit(args, summary, lambda: _print_eval_summary(summary))
+    return EXIT_OK
 
-    _emit(args, summary, human)
+
+def _print_eval_summary(summary: dict) -> None:
+    print(f"{'condition':<12} {'n':>3} {'accuracy':>9} {'unans. refused':>15} {'tokens':>7} {'s/q':>6}  failures")
+    for cond, s in summary["conditions"].items():
+        fails = ", ".join(f"{k} {v}" for k, v in sorted(s["failures"].items()))
+        print(f"{cond:<12} {s['n']:>3} {s['accuracy']:>9.1%} {s['unanswerable_refused']:>15} "
+              f"{s['prompt_tokens_mean']:>7} {s['seconds_per_question']:>6}  {fails}")
+    print(f"run {summary['run_id']}; reports: {', '.join(summary['reports'])}")
+
+
+def cmd_eval_rejudge(args: argparse.Namespace) -> int:
+    from appliance.evaluation.rejudge import rejudge_run
+
+    ws = _workspace(args)
+    summary = rejudge_run(ws, args.run, Path(args.questions) if args.questions else None,
+                          progress=_stderr_progress(args), command=_command())
+    _emit(args, summary, lambda: _print_eval_summary(summary))
     return EXIT_OK
 
 
@@ -339,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", help="access groups added to every question's own")
     p.add_argument("--limit", type=int, help="only the first N questions (a quick look)")
     p.set_defaults(func=cmd_eval_answers)
+    p = esub.add_parser("rejudge", parents=[common], help="judge an earlier run's answers again (current judge and "
+                        "answer key) as a new run")
+    p.add_argument("run", metavar="RUN_ID", help="an `eval answers` run (a unique prefix is enough)")
+    p.add_argument("--questions", metavar="FILE", help="golden set to judge against (default: the run's own)")
+    p.set_defaults(func=cmd_eval_rejudge)
 
     p = sub.add_parser("compare", parents=[common], help="per-question flips and paired statistics of two runs")
     p.add_argument("run_a", metavar="RUN_A", help="baseline run id (a unique prefix is enough)")

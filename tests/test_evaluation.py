@@ -264,3 +264,33 @@ def test_a_killed_eval_run_resumes_where_it_stopped(ws, capsys, tmp_path: Path) 
     assert code == 0 and verify["ok"]
     code, _, err = run(capsys, ws, "eval", "answers", "--resume", run_id)
     assert code == 2 and "finished" in err
+
+
+def test_rejudge_points_at_the_old_answers_and_uses_the_new_key(ws, capsys, tmp_path: Path) -> None:
+    from appliance.evaluation.judge import is_refusal
+
+    qs = small_set(tmp_path, ["s12", "s28"])
+    code, first, err = run(capsys, ws, "eval", "answers", "--questions", str(qs), "--conditions", "closed-book,oracle",
+                           "--model", TEST_MODEL, "--json")
+    assert code == 0, err
+    code, again, err = run(capsys, ws, "eval", "rejudge", first["run_id"][:10], "--json")
+    assert code == 0, err
+    verdicts = lambda s: {(o["id"], o["condition"]): o["verdict"] for o in s["questions"]}  # noqa: E731
+    assert again["rejudged"] == first["run_id"] and verdicts(again) == verdicts(first)
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    pointed = con.execute("SELECT DISTINCT a.run_id FROM judgements j JOIN answers a ON a.row_hash = j.answer_row_hash "
+                          "WHERE j.run_id = ?", [again["run_id"]]).fetchall()
+    con.close()
+    assert pointed == [(first["run_id"],)]  # nothing generated: the old answers, judged again
+    rows = [json.loads(line) for line in qs.read_text().splitlines()]
+    changed = tmp_path / "changed.jsonl"  # the key corrected after the run: s12 is now unanswerable
+    changed.write_text("\n".join(json.dumps(r | ({"answer": "UNANSWERABLE", "aliases": [], "evidence": [],
+                                                  "kind": "unanswerable"} if r["id"] == "s12" else {}))
+                                  for r in rows) + "\n")
+    code, new_key, err = run(capsys, ws, "eval", "rejudge", first["run_id"], "--questions", str(changed), "--json")
+    assert code == 0 and "differs" in err
+    for o in new_key["questions"]:
+        if o["id"] == "s12":  # now judged as unanswerable: right exactly when the stored answer refused
+            assert o["verdict"] == ("correct" if is_refusal(o["answer"]) else "incorrect")
+    code, verify, _ = run(capsys, ws, "audit", "verify", "--json")
+    assert code == 0 and verify["ok"]

@@ -133,6 +133,17 @@ def record_answer(run: Run, question_id: str | None, question: str, condition: s
         prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens, latency_ms=result.latency_ms)
 
 
+def record_judgement(run: Run, answer_hash: str, q: Question, condition: str, strategy: str, verdict: Verdict,
+                     evidence_in_context: bool | None, kind: str) -> str:
+    """The judgements row of one final answer (`answer_hash`: its answers row, possibly of an earlier run)."""
+    return run.append("judgements", answer_row_hash=answer_hash, question_id=q.id, kind=q.kind, condition=condition,
+                      strategy=strategy, verdict=verdict.verdict, method=verdict.method, reason=verdict.reason,
+                      refused=verdict.refused, judge_model=verdict.judge_model,
+                      judge_model_sha256=verdict.judge_model_sha256, judge_template_id=verdict.judge_template_id,
+                      raw_outputs_json=verdict.raw_outputs, agreement=verdict.agreement,
+                      evidence_in_context=evidence_in_context, failure_kind=kind)
+
+
 def summarise_outcomes(outcomes: list[AnswerOutcome], conditions: list[str]) -> dict[str, Any]:
     """Accuracy, failures and cost per condition (and accuracy by question kind)."""
     out = {}
@@ -304,12 +315,7 @@ def evaluate_answers(ws: Workspace, questions_path: Path | None, conditions: lis
                 kind = failure_kind(cond, q.answerable, verdict, ctx.evidence_in_context, oracle_correct)
                 if cond == "oracle":
                     oracle_correct = verdict.correct if verdict.verdict != "unparseable" else None
-                run.append("judgements", answer_row_hash=answer_hash, question_id=q.id, kind=q.kind, condition=cond,
-                           strategy=strategy, verdict=verdict.verdict, method=verdict.method, reason=verdict.reason,
-                           refused=verdict.refused, judge_model=verdict.judge_model,
-                           judge_model_sha256=verdict.judge_model_sha256, judge_template_id=verdict.judge_template_id,
-                           raw_outputs_json=verdict.raw_outputs, agreement=verdict.agreement,
-                           evidence_in_context=ctx.evidence_in_context, failure_kind=kind)
+                record_judgement(run, answer_hash, q, cond, strategy, verdict, ctx.evidence_in_context, kind)
                 mine.append(AnswerOutcome(q.id, q.kind, cond, result.answer, verdict.verdict, verdict.method, kind,
                                           ctx.evidence_in_context, len(ctx.passages), result.prompt_tokens,
                                           result.completion_tokens, round(result.latency_ms, 1),
@@ -329,10 +335,16 @@ def evaluate_answers(ws: Workspace, questions_path: Path | None, conditions: lis
                    "n_questions": len(questions), "conditions": summarise_outcomes(outcomes, conditions),
                    "seconds": round(time.perf_counter() - t_start, 1), "resumed": bool(point),
                    "estimated_seconds": estimate.seconds if estimate else None}
-        run.event("eval_answers_summary", **summary)
-        summary["run_id"] = run.run_id
-        summary["questions"] = [asdict(o) for o in outcomes]
-        for path, digest in run_report(ws, summary):
-            run.event("report_written", path=str(path), sha256=digest, of=run.run_id)
-            summary.setdefault("reports", []).append(str(path))
+        return finish(ws, run, summary, outcomes)
+
+
+def finish(ws: Workspace, run: Run, summary: dict[str, Any], outcomes: list[AnswerOutcome]) -> dict[str, Any]:
+    """Record the run's summary, write its reports (recorded with their sha256) and return the summary with the
+    run id, every judged answer and the report paths."""
+    run.event("eval_answers_summary", **summary)
+    summary["run_id"] = run.run_id
+    summary["questions"] = [asdict(o) for o in outcomes]
+    for path, digest in run_report(ws, summary):
+        run.event("report_written", path=str(path), sha256=digest, of=run.run_id)
+        summary.setdefault("reports", []).append(str(path))
     return summary
