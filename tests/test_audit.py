@@ -184,3 +184,24 @@ def test_an_interrupted_run_is_left_resumable_not_sealed(tmp_path: Path) -> None
         with store.resumed(run.run_id) as again:
             _answer(again, "after the resume")
         assert store.verify().ok
+
+
+def test_two_processes_write_runs_at_once_and_the_chains_hold(tmp_path: Path) -> None:
+    path = tmp_path / "audit.duckdb"
+    AuditStore(path).close()
+    writer = ("import sys\n"
+              "from appliance.audit import AuditStore\n"
+              "with AuditStore(sys.argv[1]) as store:\n"
+              "    for r in range(15):\n"
+              "        with store.run('test', sys.argv[2], {}, '0') as run:\n"
+              "            for i in range(3):\n"
+              "                run.event('step', i=i)\n"
+              "                run.flush()\n")
+    procs = [subprocess.Popen([sys.executable, "-c", writer, str(path), name], stderr=subprocess.PIPE, text=True)
+             for name in ("a", "b")]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    with AuditStore(path) as store:
+        report = store.verify()
+    assert report.ok, [str(f) for f in report.findings]
+    assert report.runs == 30 and report.rows == 30 * (1 + 3 + 1)
