@@ -277,6 +277,8 @@ def test_rejudge_points_at_the_old_answers_and_uses_the_new_key(ws, capsys, tmp_
     assert code == 0, err
     verdicts = lambda s: {(o["id"], o["condition"]): o["verdict"] for o in s["questions"]}  # noqa: E731
     assert again["rejudged"] == first["run_id"] and verdicts(again) == verdicts(first)
+    report = Path(next(r for r in again["reports"] if r.endswith(".md"))).read_text()
+    assert f"re-judgement of run {first['run_id']}" in report
     con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
     pointed = con.execute("SELECT DISTINCT a.run_id FROM judgements j JOIN answers a ON a.row_hash = j.answer_row_hash "
                           "WHERE j.run_id = ?", [again["run_id"]]).fetchall()

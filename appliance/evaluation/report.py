@@ -95,6 +95,9 @@ def run_report(ws, summary: dict[str, Any]) -> list[tuple[Path, str]]:
     meta = (f"model {summary['model']} (sha256 {summary['model_sha256'][:12]}…), strategy {summary['strategy']}, "
             f"judge {summary['judge_model']}, questions {summary['questions_file']} ({summary['n_questions']}), "
             f"{summary['seconds']} s")
+    if summary.get("rejudged"):
+        meta += (f". A re-judgement of run {summary['rejudged']}: its answers (tokens and times are theirs) judged "
+                 f"again here")
     md = "\n\n".join([f"# {title}", meta, "## Accuracy by condition", _table_md(head, rows),
                       "## Accuracy by question kind", _table_md(["kind", *conds], kind_rows),
                       "## Failures", _table_md(["condition", *FAILURE_KINDS[1:]], fail_rows),
