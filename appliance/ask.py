@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 from appliance import __version__
 from appliance.audit import AuditStore
-from appliance.evaluation.answers import record_answer
-from appliance.evaluation.contexts import Context, retrieved_context
+from appliance.evaluation.answers import ContextBuilder, record_answer
+from appliance.evaluation.contexts import Context
 from appliance.evaluation.strategies import StrategyRunner
 from appliance.llm import load_generator
 from appliance.llm.prompts import CLOSED_BOOK, CONTEXT
@@ -43,13 +43,8 @@ def ask(ws: Workspace, question: str, rag: bool = True, strategy: str = "single"
     generator = load_generator(ws.config, model)
     ctx = Context("closed-book")
     if rag:
-        from appliance.retrieval import Retriever
-
-        retriever = Retriever(ws.config, ws.index_dir)
-        retriever.require_chunks(", or ask with --no-rag")
-        res = retriever.search(question, k=ws.config.eval.context_k, groups=groups)
-        ctx = retrieved_context(res, ws.config.eval.context_max_tokens, generator.count_tokens,
-                                order=ws.config.eval.context_order)
+        builder = ContextBuilder(ws, generator, need_index=True, empty_hint=", or ask with --no-rag")
+        ctx, _ = builder.rag(question, groups or [])
     condition = "rag" if rag else "closed-book"
     template = CONTEXT if rag else CLOSED_BOOK
     with AuditStore(ws.audit_path) as store, store.run("ask", command or " ".join(sys.argv),

@@ -175,14 +175,17 @@ def verify_model(entry: ModelEntry, models_dir: Path = DEFAULT_MODELS_DIR, *, fu
     return path
 
 
+def _resolve(name_or_role: str, models_dir: Path) -> ModelEntry:
+    manifest = load_manifest(models_dir)
+    return manifest.default(name_or_role) if name_or_role in manifest.defaults else manifest.get(name_or_role)
+
+
 def resolve_name(name_or_role: str, models_dir: Path = DEFAULT_MODELS_DIR) -> str:
     """The model name a name or a role (its default) stands for."""
-    manifest = load_manifest(models_dir)
-    entry = manifest.default(name_or_role) if name_or_role in manifest.defaults else manifest.get(name_or_role)
-    return entry.name
+    return _resolve(name_or_role, models_dir).name
 
 
 def verified_path(name_or_role: str, models_dir: Path = DEFAULT_MODELS_DIR) -> tuple[ModelEntry, Path]:
     """Resolve a model by name (or by role, to its default) and verify it: the only way code gets a model path."""
-    entry = load_manifest(models_dir).get(resolve_name(name_or_role, models_dir))
+    entry = _resolve(name_or_role, models_dir)
     return entry, verify_model(entry, models_dir)

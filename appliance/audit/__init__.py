@@ -186,6 +186,11 @@ class AuditStore:
         self._open_runs.add(run.run_id)
         return run
 
+    def closed(self, run_id: str, con: duckdb.DuckDBPyConnection | None = None) -> bool:
+        """Whether the run has its run_end row (finished, or failed and sealed)."""
+        return bool((con or self.con).execute("SELECT count(*) FROM events WHERE run_id = ? AND kind = 'run_end'",
+                                              [run_id]).fetchone()[0])
+
     def reopen_run(self, run_id: str) -> Run:
         """Continue an unclosed run (killed before its run_end) from its last written row."""
         with self._connection() as con:
@@ -195,8 +200,7 @@ class AuditStore:
                                   [run_id]).fetchall()
                 if row and (last is None or row[0][0] > last[0]):
                     last = row[0]
-            ended = con.execute("SELECT count(*) FROM events WHERE run_id = ? AND kind = 'run_end'",
-                                [run_id]).fetchone()[0]
+            ended = self.closed(run_id, con)
         if last is None:
             raise AuditError(f"no run {run_id} in {self.path}")
         if ended:

@@ -28,7 +28,7 @@ from appliance.evaluation.contexts import (CONDITIONS, Context, budget, covers_e
 from appliance.evaluation.estimate import Estimate, estimate_run, measure_speed
 from appliance.evaluation.golden import Question, load_questions
 from appliance.evaluation.judge import AnswerJudge, Verdict
-from appliance.evaluation.report import run_report
+from appliance.evaluation.report import record_reports, run_report
 from appliance.evaluation.strategies import STRATEGIES, StrategyResult, StrategyRunner
 from appliance.llm import LlamaCppGenerator, load_generator
 from appliance.llm.prompts import CLOSED_BOOK, CONTEXT
@@ -70,7 +70,8 @@ def parse_conditions(value: str | list[str] | None) -> list[str]:
 class ContextBuilder:
     """Builds the passages of each condition for a question (index opened once)."""
 
-    def __init__(self, ws: Workspace, generator: LlamaCppGenerator, need_index: bool) -> None:
+    def __init__(self, ws: Workspace, generator: LlamaCppGenerator, need_index: bool,
+                 empty_hint: str = " (oracle and rag need it)") -> None:
         self.cfg = ws.config
         self.count = generator.count_tokens
         self.retriever = None
@@ -78,21 +79,27 @@ class ContextBuilder:
             from appliance.retrieval import Retriever
 
             self.retriever = Retriever(ws.config, ws.index_dir)
-            self.retriever.require_chunks(" (oracle and rag need it)")
+            self.retriever.require_chunks(empty_hint)
 
     def build(self, q: Question, condition: str, groups: list[str]) -> tuple[Context, Any]:
         """The context, and the retrieval result for rag (None otherwise)."""
         if condition == "closed-book":
             return Context(condition), None
         assert self.retriever is not None
-        budget_tokens = self.cfg.eval.context_max_tokens
         if condition == "oracle":
             passages, missing = oracle_passages(q, self.retriever.visible(groups)) if q.answerable else ([], [])
-            kept, dropped = budget(passages, budget_tokens, self.count)
+            kept, dropped = budget(passages, self.cfg.eval.context_max_tokens, self.count)
             covered = covers_evidence(q, "\n".join(p.text for p in kept))
             return Context(condition, kept, covered, dropped, missing), None
-        result = self.retriever.search(q.question, k=self.cfg.eval.context_k, groups=groups)
-        return retrieved_context(result, budget_tokens, self.count, q, self.cfg.eval.context_order), result
+        return self.rag(q.question, groups, q)
+
+    def rag(self, query: str, groups: list[str], q: Question | None = None) -> tuple[Context, Any]:
+        """The retrieved passages for `query` as the model sees them, and the retrieval result; with `q`, whether
+        they hold its gold evidence."""
+        assert self.retriever is not None
+        e = self.cfg.eval
+        result = self.retriever.search(query, k=e.context_k, groups=groups)
+        return retrieved_context(result, e.context_max_tokens, self.count, q, e.context_order), result
 
     def sample_passages(self, groups: list[str], n: int = 50) -> list[str]:
         """Texts of up to `n` chunks visible to `groups`, spread over the index (for estimates)."""
@@ -182,26 +189,32 @@ class ResumePoint:
     done: list[AnswerOutcome]
 
 
+def find_eval_run(store: AuditStore, run_prefix: str) -> tuple[str, str, dict[str, Any]]:
+    """The `eval answers` run named by a unique prefix: its id, its config hash and what it was asked to do (its
+    eval_answers_start event)."""
+    rows = store.con.execute(
+        """SELECT r.run_id, r.config_sha256, e.payload_json FROM runs r
+           JOIN events e ON e.run_id = r.run_id AND e.kind = 'eval_answers_start'
+           WHERE r.run_id LIKE ? || '%' AND r.kind = 'eval-answers'""", [run_prefix]).fetchall()
+    if len(rows) != 1:
+        raise ValueError(f"run {run_prefix!r}: " + ("no `eval answers` run with that id" if not rows
+                                                     else "ambiguous prefix"))
+    run_id, cfg_sha, start_json = rows[0]
+    return run_id, cfg_sha, json.loads(start_json)
+
+
 def resume_point(ws: Workspace, run_prefix: str) -> ResumePoint:
     """The unclosed `eval answers` run named by `run_prefix`, refused if it ended, is still running on this host,
     or was made with another configuration."""
     with AuditStore(ws.audit_path) as store:
-        rows = store.con.execute(
-            """SELECT r.run_id, r.config_sha256, e.payload_json FROM runs r
-               JOIN events e ON e.run_id = r.run_id AND e.kind = 'eval_answers_start'
-               WHERE r.run_id LIKE ? || '%' AND r.kind = 'eval-answers'""", [run_prefix]).fetchall()
-        if len(rows) != 1:
-            raise ValueError(f"run {run_prefix!r}: " + ("no `eval answers` run with that id" if not rows
-                                                         else "ambiguous prefix"))
-        run_id, cfg_sha, start_json = rows[0]
-        ended = store.con.execute("SELECT count(*) FROM events WHERE run_id = ? AND kind = 'run_end'",
-                                  [run_id]).fetchone()[0]
+        run_id, cfg_sha, start = find_eval_run(store, run_prefix)
+        ended = store.closed(run_id)
         done_rows = store.con.execute("SELECT payload_json FROM events WHERE run_id = ? AND kind = 'question_done' "
                                       "ORDER BY seq", [run_id]).fetchall()
         (last_json,) = store.con.execute(
             "SELECT payload_json FROM events WHERE run_id = ? AND kind IN ('eval_answers_start', 'run_resumed') "
             "ORDER BY seq DESC LIMIT 1", [run_id]).fetchone()
-    start, last = json.loads(start_json), json.loads(last_json)  # last: the process that worked on it last
+    last = json.loads(last_json)  # the process that worked on the run last
     if ended:
         raise ValueError(f"run {run_id} finished (or failed and was closed); only a killed run can be resumed")
     if last.get("host") == socket.gethostname() and _alive(last.get("pid")):
@@ -344,7 +357,5 @@ def finish(ws: Workspace, run: Run, summary: dict[str, Any], outcomes: list[Answ
     run.event("eval_answers_summary", **summary)
     summary["run_id"] = run.run_id
     summary["questions"] = [asdict(o) for o in outcomes]
-    for path, digest in run_report(ws, summary):
-        run.event("report_written", path=str(path), sha256=digest, of=run.run_id)
-        summary.setdefault("reports", []).append(str(path))
+    record_reports(run, run_report(ws, summary), summary)
     return summary

@@ -9,7 +9,7 @@ from typing import Any
 
 from appliance import __version__
 from appliance.audit import AuditStore
-from appliance.evaluation.report import comparison_report
+from appliance.evaluation.report import comparison_report, record_reports
 from appliance.evaluation.stats import paired_test
 from appliance.workspace import Workspace
 
@@ -67,8 +67,6 @@ def compare_runs(ws: Workspace, run_a: str, run_b: str, condition: str | None = 
                 result["conditions"][cond] = test.__dict__ | {"flips": flips, "unmatched_questions": unmatched}
             result["run_id"] = run.run_id
             result["alpha"] = cfg.alpha
-            for path, digest in comparison_report(ws, result):
-                run.event("report_written", path=str(path), sha256=digest, of=run.run_id)
-                result.setdefault("reports", []).append(str(path))
+            record_reports(run, comparison_report(ws, result), result)
     return result
 

@@ -30,8 +30,8 @@ from appliance import __version__
 from appliance.audit import AuditStore
 from appliance.evaluation.contexts import Context, oracle_passages
 from appliance.evaluation.golden import Question, load_questions, normalise, stems
-from appliance.evaluation.judge import canonical_number
-from appliance.llm import LlamaCppGenerator, SamplingParams, load_generator
+from appliance.evaluation.judge import ask_judge, canonical_number
+from appliance.llm import LlamaCppGenerator, load_generator
 from appliance.llm.prompts import GOLD_JUDGE
 from appliance.workspace import Workspace
 
@@ -149,11 +149,9 @@ def judge_gold(judge: LlamaCppGenerator, q: Question, answer: str, context: str,
                seed: int) -> tuple[list[str], list[dict[str, Any]]]:
     """The judge's raw outputs and parsed verdicts (unparseable ones as {'verdict': 'unparseable'})."""
     prompt, stop = judge.render(GOLD_JUDGE, context=context, question=q.question, answer=answer)
-    raws, parsed = [], []
-    for i in range(repeats):
-        params = SamplingParams(temperature=0.0 if i == 0 else 0.7, top_p=1.0, max_tokens=200, seed=seed + i)
-        raw = judge.generate(prompt, params, stop, json_schema=GOLD_SCHEMA).text
-        raws.append(raw)
+    raws = ask_judge(judge, prompt, stop, GOLD_SCHEMA, repeats, seed, max_tokens=200)
+    parsed: list[dict[str, Any]] = []
+    for raw in raws:
         try:
             obj = json.loads(raw)
             parsed.append(obj if obj.get("verdict") in GOLD_SCHEMA["properties"]["verdict"]["enum"]

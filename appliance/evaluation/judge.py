@@ -161,6 +161,15 @@ def parse_judgement(raw: str) -> tuple[str, str]:
         return "unparseable", f"judge output did not parse ({e})"
 
 
+def ask_judge(judge: LlamaCppGenerator, prompt: str, stop: tuple[str, ...], schema: dict, repeats: int, seed: int,
+              max_tokens: int) -> list[str]:
+    """The judge's raw outputs for `prompt`, constrained to `schema`: the first greedy, the repeats sampled at T=0.7
+    with other seeds (so their agreement means something)."""
+    return [judge.generate(prompt, SamplingParams(temperature=0.0 if i == 0 else 0.7, top_p=1.0, max_tokens=max_tokens,
+                                                  seed=seed + i), stop, json_schema=schema).text
+            for i in range(repeats)]
+
+
 class AnswerJudge:
     """Deterministic checks, then the reference-guided judge model (asked `repeats` times, majority verdict)."""
 
@@ -175,12 +184,8 @@ class AnswerJudge:
             return settled
         reference = q.answer + (f" (also accepted: {'; '.join(q.aliases)})" if q.aliases else "")
         prompt, stop = self.judge.render(ANSWER_JUDGE, question=q.question, reference=reference, candidate=answer)
-        raws, parsed = [], []
-        for i in range(self.repeats):
-            params = SamplingParams(temperature=0.0 if i == 0 else 0.7, top_p=1.0, max_tokens=80, seed=self.seed + i)
-            gen = self.judge.generate(prompt, params, stop, json_schema=JUDGE_SCHEMA)
-            raws.append(gen.text)
-            parsed.append(parse_judgement(gen.text))
+        raws = ask_judge(self.judge, prompt, stop, JUDGE_SCHEMA, self.repeats, self.seed, max_tokens=80)
+        parsed = [parse_judgement(raw) for raw in raws]
         votes = Counter(v for v, _ in parsed)
         verdict, count = votes.most_common(1)[0]
         reason = next(r for v, r in parsed if v == verdict)

@@ -16,8 +16,8 @@ from typing import Any
 
 from appliance import __version__
 from appliance.audit import AuditStore
-from appliance.evaluation.answers import (AnswerOutcome, Progress, finish, parse_conditions, record_judgement,
-                                          summarise_outcomes)
+from appliance.evaluation.answers import (AnswerOutcome, Progress, find_eval_run, finish, parse_conditions,
+                                          record_judgement, summarise_outcomes)
 from appliance.evaluation.attribution import failure_kind
 from appliance.evaluation.golden import load_questions
 from appliance.evaluation.judge import AnswerJudge
@@ -27,13 +27,7 @@ from appliance.workspace import Workspace
 
 def _source(store: AuditStore, prefix: str) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
     """The run id, its eval_answers_start payload, and its judged final answers in the order they were judged."""
-    found = store.con.execute(
-        """SELECT r.run_id, e.payload_json FROM runs r JOIN events e ON e.run_id = r.run_id
-           AND e.kind = 'eval_answers_start' WHERE r.run_id LIKE ? || '%'""", [prefix]).fetchall()
-    if len(found) != 1:
-        raise ValueError(f"run {prefix!r}: " + ("no `eval answers` run with that id" if not found
-                                                 else "ambiguous prefix"))
-    run_id, start = found[0][0], json.loads(found[0][1])
+    run_id, _, start = find_eval_run(store, prefix)
     cur = store.con.execute(
         """SELECT j.question_id, j.condition, j.evidence_in_context, a.row_hash, a.output, a.retrieved_json,
                   a.prompt_tokens, a.completion_tokens, a.latency_ms

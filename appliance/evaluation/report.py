@@ -64,6 +64,14 @@ def _table_md(head: list[str], rows: list[list[Any]]) -> str:
                      + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
 
 
+def record_reports(run: Any, written: list[tuple[Path, str]], result: dict[str, Any]) -> None:
+    """Put each written report (path, sha256) on the record as a `report_written` event of `run`, and list its path
+    under result["reports"]."""
+    for path, digest in written:
+        run.event("report_written", path=str(path), sha256=digest, of=run.run_id)
+        result.setdefault("reports", []).append(str(path))
+
+
 def _write(ws, name: str, md: str, page: str) -> list[tuple[Path, str]]:
     ws.reports_dir.mkdir(parents=True, exist_ok=True)
     out = []
