@@ -1,16 +1,11 @@
 """`appliance ask`: answer one question (from the documents, or closed-book) with a strategy, on the record."""
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass, field
 
-from appliance import __version__
-from appliance.audit import AuditStore
-from appliance.evaluation.answers import ContextBuilder, record_answer
-from appliance.evaluation.contexts import Context
-from appliance.evaluation.strategies import StrategyRunner
-from appliance.llm import load_generator
-from appliance.llm.prompts import CLOSED_BOOK, CONTEXT
+from appliance.answering import Answerer
+from appliance.errors import UsageError
+from appliance.llm import Generator, load_generator
 from appliance.workspace import Workspace
 
 
@@ -25,6 +20,8 @@ class AskResult:
     strategy: str
     model: str
     model_sha256: str
+    adapter: str | None
+    adapter_sha256: str | None
     template_id: str
     prompt_tokens: int
     completion_tokens: int
@@ -36,24 +33,19 @@ class AskResult:
 
 
 def ask(ws: Workspace, question: str, rag: bool = True, strategy: str = "single", model: str | None = None,
-        groups: list[str] | None = None, command: str = "") -> AskResult:
+        groups: list[str] | None = None, command: str = "", generator: Generator | None = None) -> AskResult:
     """Answer from the retrieved passages (rag) or the model's own knowledge, and record run + answer rows."""
     if not question.strip():
-        raise ValueError("the question is empty")
-    generator = load_generator(ws.config, model)
-    ctx = Context("closed-book")
-    if rag:
-        builder = ContextBuilder(ws, generator, need_index=True, empty_hint=", or ask with --no-rag")
-        ctx, _ = builder.rag(question, groups or [])
-    condition = "rag" if rag else "closed-book"
-    template = CONTEXT if rag else CLOSED_BOOK
-    with AuditStore(ws.audit_path) as store, store.run("ask", command or " ".join(sys.argv),
-                                                        ws.config.to_dict(), __version__) as run:
-        result = StrategyRunner(generator, ws.config).run(strategy, template, question, ctx.render() if rag else "")
-        record_answer(run, None, question, condition, strategy, generator, ctx, result)
-        return AskResult(run_id=run.run_id, question=question, answer=result.answer, condition=condition,
-                         strategy=strategy, model=generator.entry.name, model_sha256=generator.entry.sha256,
-                         template_id=result.steps[-1].template_id, prompt_tokens=result.prompt_tokens,
-                         completion_tokens=result.completion_tokens, latency_ms=round(result.latency_ms, 1),
+        raise UsageError("the question is empty")
+    gen = generator or load_generator(ws, model)
+    answerer = Answerer.open(ws, gen, need_index=rag, empty_hint=", or ask with --no-rag")
+    with ws.run("ask", command) as run:
+        ans = answerer.answer(question, "rag" if rag else "closed-book", strategy, groups, run=run)
+        r, who = ans.result, gen.identity
+        return AskResult(run_id=run.run_id, question=question, answer=ans.text, condition=ans.condition,
+                         strategy=strategy, model=who.model, model_sha256=who.model_sha256, adapter=who.adapter,
+                         adapter_sha256=who.adapter_sha256, template_id=r.steps[-1].template_id,
+                         prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+                         latency_ms=round(r.latency_ms, 1),
                          sources=[p.record() | {"section": p.section}
-                                  for p in sorted(ctx.passages, key=lambda p: p.rank or 0)])
+                                  for p in sorted(ans.context.passages, key=lambda p: p.rank or 0)])

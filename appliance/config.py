@@ -8,19 +8,23 @@ Unknown sections or keys are refused, so a typo never silently does nothing.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from appliance.choices import Chunker, ContextOrder, RetrievalMode, Rerank
+from appliance.errors import ConfigError
 from appliance.models import DEFAULT_MODELS_DIR
 
+__all__ = ["Config", "ConfigError", "load_config", "render_toml"]
+
 ENV_PREFIX = "APPLIANCE__"
-
-
-class ConfigError(ValueError):
-    """The configuration names an unknown key or a value of the wrong type."""
 
 
 @dataclass
@@ -49,7 +53,7 @@ class LLMConfig:
 class IngestConfig:
     """How documents are parsed and cut into chunks (sizes in the embedder's word pieces)."""
 
-    chunker: str = "structure"              # structure | window
+    chunker: Chunker = "structure"          # structure | window
     max_tokens: int = 200                   # chunk body; the section prefix is added on top (MiniLM reads 256)
     min_tokens: int = 48                    # structure: a section smaller than this is merged with the next
     overlap_tokens: int = 40                # structure: a chunk cut for size starts with the previous one's tail
@@ -65,7 +69,7 @@ class IngestConfig:
 class RetrievalConfig:
     """How questions find chunks."""
 
-    mode: str = "hybrid"                    # vector | fts | hybrid (reciprocal rank fusion)
+    mode: RetrievalMode = "hybrid"          # vector | fts | hybrid (reciprocal rank fusion)
     k: int = 5
     candidates: int = 50                    # per list, before fusion
     rrf_k: int = 60
@@ -73,7 +77,7 @@ class RetrievalConfig:
     vector_weight: float = 1.0              # hybrid: weight of the vector list in the fusion
     mmr_lambda: float = 0.85                # 1: rank by relevance only; lower trades relevance for diversity (MMR)
     max_per_doc: int = 0                    # 0: no cap; else at most this many chunks of one document in the top k
-    rerank: str = "none"                    # none | sentence (MiniLM max-similarity over the chunk's sentences)
+    rerank: Rerank = "none"                 # none | sentence (MiniLM max-similarity over the chunk's sentences)
     embed_batch: int = 64
 
 
@@ -82,7 +86,7 @@ class EvalConfig:
     """How `appliance eval answers` builds contexts, runs strategies and judges (and `compare` tests)."""
 
     context_k: int = 3                      # rag: retrieved chunks given to the model
-    context_order: str = "best-last"        # rag: best-last puts the best passage next to the question
+    context_order: ContextOrder = "best-last"  # rag: best-last puts the best passage next to the question
     context_max_tokens: int = 1200          # rag and oracle: passages are cut to this many generator tokens
     samples: int = 5                        # best-of-n and self-consistency: answers sampled per question
     sample_temperature: float = 0.7
@@ -106,14 +110,11 @@ class Config:
         self.validate()
 
     def validate(self) -> None:
-        """Refuse values that are the right type but make no sense."""
-        choices = {("ingest", "chunker"): ("structure", "window"), ("retrieval", "mode"): ("vector", "fts", "hybrid"),
-                   ("retrieval", "rerank"): ("none", "sentence"),
-                   ("eval", "context_order"): ("best-first", "best-last")}
-        for (section, key), allowed in choices.items():
-            value = getattr(getattr(self, section), key)
-            if value not in allowed:
-                raise ConfigError(f"{section}.{key} = {value!r}: choose one of {', '.join(allowed)}")
+        """Refuse values that are the right type but make no sense (choices are checked by their Literal type)."""
+        for section in fields(self):
+            obj = getattr(self, section.name)
+            for f, typ in _field_types(type(obj)).items():
+                _coerce(section.name, f, typ, getattr(obj, f))
         if self.eval.samples < 1 or self.eval.judge_repeats < 1 or self.eval.context_k < 1:
             raise ConfigError("eval.samples, eval.judge_repeats and eval.context_k must be at least 1")
         if not 0 <= self.ingest.window_overlap < self.ingest.window_tokens:
@@ -122,28 +123,64 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def section_sha256(self, *sections: str) -> dict[str, str]:
+        """sha256 of each named section's values: what a resumed job compares, so that a section added to the
+        configuration later (or a change to one the job does not read) does not block resuming it."""
+        return {s: section_sha256(dataclasses.asdict(getattr(self, s))) for s in sections}
+
     @property
     def models_dir(self) -> Path:
         return Path(self.models.dir) if self.models.dir else DEFAULT_MODELS_DIR
 
 
+def section_sha256(values: dict[str, Any]) -> str:
+    """The hash of one configuration section's values (as Config.section_sha256 and a stored config_json give)."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+_SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
 def _coerce(section: str, key: str, typ: Any, value: Any) -> Any:
-    typ = {"int": int, "float": float, "str": str, "bool": bool}.get(typ, typ) if isinstance(typ, str) else typ
+    """`value` as type `typ` (int, float, str, bool, a Literal of choices, `X | None`, `list[X]`); strings from the
+    environment or --set are parsed ('none' is None for optional keys, lists are comma-separated). Raises
+    ConfigError naming the key."""
+    name = f"{section}.{key}"
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in args if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+            return None
+        return _coerce(section, key, inner[0], value)
+    if origin is list:
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return [_coerce(section, key, args[0] if args else str, v) for v in items]
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name} = {value!r}: choose one of {', '.join(map(str, args))}")
+        return value
     if isinstance(value, str) and typ is not str:
         if typ is bool:
             if value.lower() in ("1", "true", "yes", "on"):
                 return True
             if value.lower() in ("0", "false", "no", "off"):
                 return False
-            raise ConfigError(f"{section}.{key}: expected true/false, got {value!r}")
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
         try:
             return typ(value)
         except ValueError:
-            raise ConfigError(f"{section}.{key}: expected {typ.__name__}, got {value!r}") from None
+            raise ConfigError(f"{name}: expected {_SCALARS.get(typ, typ.__name__)}, got {value!r}") from None
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        raise ConfigError(f"{section}.{key}: expected {typ.__name__}, got {value!r}")
+        raise ConfigError(f"{name}: expected {_SCALARS.get(typ, typ.__name__)}, got {value!r}")
     return value
 
 
@@ -152,10 +189,10 @@ def _apply(cfg: Config, section: str, key: str, value: Any, origin: str) -> None
     if section not in sections:
         raise ConfigError(f"{origin}: unknown section [{section}] (known: {', '.join(sections)})")
     obj = getattr(cfg, section)
-    keys = {f.name: f for f in fields(obj)}
+    keys = _field_types(type(obj))
     if key not in keys:
         raise ConfigError(f"{origin}: unknown key {section}.{key} (known: {', '.join(keys)})")
-    setattr(obj, key, _coerce(section, key, keys[key].type, value))
+    setattr(obj, key, _coerce(section, key, keys[key], value))
 
 
 def load_config(path: Path | None, overrides: list[str] | None = None, environ: dict[str, str] | None = None) -> Config:
@@ -194,8 +231,12 @@ def render_toml(cfg: Config) -> str:
     for section, values in cfg.to_dict().items():
         out.append(f"\n[{section}]\n")
         for key, value in values.items():
+            if value is None:
+                continue  # an optional key left unset: TOML has no null
             if isinstance(value, bool):
                 text = "true" if value else "false"
+            elif isinstance(value, list):
+                text = "[" + ", ".join(json.dumps(v) for v in value) + "]"
             elif isinstance(value, str):
                 text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
             else:

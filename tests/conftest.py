@@ -51,7 +51,7 @@ def staged_tree(dest: Path, *, copy_wheel: str | None = None, copy_model: str | 
         link = dest / "bundles" / "wheels" / whl.name
         shutil.copy2(whl, link) if whl.name == copy_wheel else link.symlink_to(whl)
     for item in DEFAULT_MODELS_DIR.iterdir():
-        if item.name in ("manifest.toml", ".verified.json"):
+        if item.name == "manifest.toml":
             continue
         link = dest / "models" / item.name
         shutil.copy2(item, link) if item.name == copy_model else link.symlink_to(item)

@@ -205,3 +205,20 @@ def test_two_processes_write_runs_at_once_and_the_chains_hold(tmp_path: Path) ->
         report = store.verify()
     assert report.ok, [str(f) for f in report.findings]
     assert report.runs == 30 and report.rows == 30 * (1 + 3 + 1)
+
+
+def test_a_run_is_found_by_its_id_or_a_unique_prefix_and_nothing_else(tmp_path: Path) -> None:
+    from appliance.errors import UsageError
+
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path, n_runs=17, n_answers=0)  # 17 ids: two share their first hex digit
+    shared = next(i[0] for i in ids if sum(j[0] == i[0] for j in ids) > 1)
+    with AuditStore(path) as store:
+        assert store.find_run(ids[0]).run_id == ids[0]
+        assert store.find_run(ids[1], ("test",)).status == "ok"
+        with pytest.raises(UsageError, match="no `ask` run"):
+            store.find_run(ids[0], ("ask",))
+        with pytest.raises(UsageError, match="ambiguous"):
+            store.find_run(shared)
+        with pytest.raises(UsageError, match="give a run id"):
+            store.find_run("")

@@ -1,7 +1,9 @@
 """The CLI as a user drives it: init, doctor, models, ask with the small bundled model, audit."""
+import json
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from conftest import TEST_MODEL
 
@@ -61,7 +63,11 @@ def test_audit_sql_refuses_writes_from_the_cli(cli) -> None:
 
 
 def test_audit_verify_exits_nonzero_on_tampering(cli, workspace: Path) -> None:
-    cli("ask", "--no-rag", "2+2?", "--model", TEST_MODEL)
+    from appliance.ask import ask
+    from appliance.llm.fake import FakeGenerator
+    from appliance.workspace import open_workspace
+
+    ask(open_workspace(workspace), "2+2?", rag=False, generator=FakeGenerator(["4"]))
     con = duckdb.connect(str(workspace / "audit.duckdb"))
     con.execute("UPDATE answers SET output = '5'")
     con.close()
@@ -80,3 +86,44 @@ def test_global_options_before_the_subcommand_are_kept(cli, tmp_path: Path) -> N
     assert code == 0 and out["workspace"] == str(other) and (other / "config.toml").is_file()
     code, out, _ = cli("--set", "llm.n_ctx=1024", "init", "--workspace", str(tmp_path / "third"), "--json")
     assert code == 0 and "n_ctx = 1024" in (tmp_path / "third" / "config.toml").read_text()
+
+
+def test_user_errors_exit_2_but_bugs_keep_their_traceback(cli, monkeypatch) -> None:
+    import appliance.cli
+
+    code, _, err = cli("eval", "answers", "--questions", "/nonexistent.jsonl")
+    assert code == 2 and "no golden set" in err
+    monkeypatch.setattr(appliance.cli, "cmd_models", lambda args: int("not a number"))
+    with pytest.raises(ValueError, match="not a number"):
+        cli("models")
+
+
+def test_progress_bars_on_a_terminal_and_nothing_with_json(cli, tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from appliance.models import REPO_ROOT
+
+    corpus = REPO_ROOT / "samples" / "corpus"
+    cmd = [sys.executable, "-m", "appliance.cli", "--workspace", str(tmp_path / "on-a-terminal"), "ingest",
+           str(corpus / "price-list-2026.csv")]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, stderr=slave, stdout=subprocess.DEVNULL, env=os.environ | {"COLUMNS": "120"})
+    os.close(slave)
+    seen = b""
+    while True:  # read while it runs (a full terminal buffer would block it); EIO once it has exited
+        try:
+            block = os.read(master, 65536)
+        except OSError:
+            break
+        if not block:
+            break
+        seen += block
+    os.close(master)
+    assert proc.wait(timeout=300) == 0
+    screen = seen.decode(errors="replace")
+    assert "ingest" in screen and "1/1" in screen and "━" in screen  # a rich bar, drawn on the terminal
+    code, out, err = cli("ingest", str(corpus / "price-list-2026.csv"), "--json")
+    assert code == 0 and err == "" and out["counts"] == {"ingested": 1}

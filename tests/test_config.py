@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,29 @@ def test_defaults_file_env_and_set_apply_in_order(tmp_path: Path) -> None:
     assert cfg.llm.temperature == 0.0
 
 
-@pytest.mark.parametrize("text", ["[llm]\nn_ctxx = 1\n", "[nope]\nx = 1\n", "[llm]\nn_ctx = \"big\"\n", "[llm\n"])
-def test_bad_config_is_refused_with_the_key_named(tmp_path: Path, text: str) -> None:
+@pytest.mark.parametrize("text,named", [("[llm]\nn_ctxx = 1\n", "llm.n_ctxx"), ("[nope]\nx = 1\n", "[nope]"),
+                                        ("[llm]\nn_ctx = \"big\"\n", "llm.n_ctx"), ("[llm\n", "not valid TOML"),
+                                        ("[retrieval]\nmode = \"semantic\"\n", "retrieval.mode"),
+                                        ("[ingest]\nmax_tokens = [1, 2]\n", "ingest.max_tokens")])
+def test_bad_config_is_refused_with_the_key_named(tmp_path: Path, text: str, named: str) -> None:
     path = tmp_path / "config.toml"
     path.write_text(text)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=re.escape(named)):
         load_config(path, environ={})
+
+
+def test_lists_and_optional_values_are_coerced_or_refused_by_key() -> None:
+    from appliance.config import _coerce
+
+    hints = {"names": list[str], "limit": int | None}
+    assert _coerce("s", "names", hints["names"], "a, b,c") == ["a", "b", "c"]
+    assert _coerce("s", "names", hints["names"], ["x"]) == ["x"]
+    assert _coerce("s", "limit", hints["limit"], "12") == 12
+    assert _coerce("s", "limit", hints["limit"], "none") is None and _coerce("s", "limit", hints["limit"], None) is None
+    with pytest.raises(ConfigError, match="s.limit"):
+        _coerce("s", "limit", hints["limit"], "many")
+    with pytest.raises(ConfigError, match="s.names"):
+        _coerce("s", "names", list[int], "1,x")
 
 
 def test_bad_override_and_env_are_refused() -> None:

@@ -11,10 +11,17 @@ import duckdb
 import pytest
 
 from appliance.cli import main
+from appliance.errors import Cancelled, UsageError
+from appliance.evaluation.answers import config_differences, evaluate_answers
+from appliance.evaluation.rejudge import rejudge_run
+from appliance.llm.fake import FakeGenerator
+from appliance.progress import Progress, ProgressEvent
+from appliance.workspace import open_workspace
 from appliance.evaluation.attribution import failure_kind
 from appliance.evaluation.golden import Question
 from appliance.evaluation.goldcheck import deterministic_checks
-from appliance.evaluation.judge import Verdict, deterministic, numbers, parse_judgement
+from appliance.evaluation.judge import Verdict, deterministic, parse_judgement
+from appliance.text import numbers
 from appliance.evaluation.stats import bootstrap_diff, mcnemar_exact, paired_test
 from appliance.evaluation.strategies import answer_key, groundedness
 from appliance.models import REPO_ROOT
@@ -136,7 +143,7 @@ def test_gold_checks_pass_a_supported_key() -> None:
 def test_rag_context_keeps_the_best_within_budget_and_shows_it_last() -> None:
     from types import SimpleNamespace
 
-    from appliance.evaluation.contexts import retrieved_context
+    from appliance.answering import retrieved_context
 
     hits = [SimpleNamespace(chunk_id=f"c{i}", text=f"passage {i} " + "word " * 40, file_name="f.md", section="",
                             page_start=None, rank=i, score=1 / i) for i in (1, 2, 3)]
@@ -180,8 +187,8 @@ def test_eval_answers_all_conditions_recorded_and_compared(ws, capsys, tmp_path:
     qs = small_set(tmp_path, ["s07", "s12", "s28"])  # fact, table, unanswerable
     code, single, err = run(capsys, ws, "eval", "answers", "--questions", str(qs), "--model", TEST_MODEL, "--json")
     assert code == 0, err
-    assert set(single["conditions"]) == {"closed-book", "oracle", "rag"} and "about" in err  # progress with ETA
-    assert "estimate: 9 answers" in err and single["estimated_seconds"] > 0  # said before the run, from speed now
+    assert set(single["conditions"]) == {"closed-book", "oracle", "rag"} and err == ""  # --json: nothing else
+    assert single["estimated_seconds"] > 0  # estimated before the run, from speed now
     for cond in single["conditions"].values():
         assert cond["n"] == 3 and 0 <= cond["accuracy"] <= 1 and cond["unanswerable_refused"].endswith("/1")
     assert len(single["questions"]) == 9 and all(o["failure_kind"] for o in single["questions"])
@@ -191,9 +198,9 @@ def test_eval_answers_all_conditions_recorded_and_compared(ws, capsys, tmp_path:
         assert Path(report).is_file()
     assert "<svg" in Path(next(r for r in single["reports"] if r.endswith(".html"))).read_text()
 
-    code, council, err = run(capsys, ws, "eval", "answers", "--questions", str(qs), "--conditions", "rag",
-                             "--strategy", "council", "--model", TEST_MODEL, "--json")
-    assert code == 0, err
+    council = evaluate_answers(open_workspace(ws), qs, conditions="rag", strategy="council",  # logic: scripted
+                               generator=FakeGenerator(lambda *_: "I don't know"),
+                               judge_generator=FakeGenerator(lambda *_: JUDGE_SAYS_INCORRECT))
     code, cmp, err = run(capsys, ws, "compare", single["run_id"], council["run_id"], "--json")
     assert code == 0, err
     assert list(cmp["conditions"]) == ["rag"] and cmp["conditions"]["rag"]["n"] == 3
@@ -241,10 +248,14 @@ def test_a_killed_eval_run_resumes_where_it_stopped(ws, capsys, tmp_path: Path) 
            "--workspace", str(ws)]
     proc = subprocess.Popen([*cli, "eval", "answers", "--questions", str(qs), "--conditions", "closed-book",
                              "--model", TEST_MODEL], stderr=subprocess.PIPE, text=True)
+    lines = []
     for line in proc.stderr:  # kill it (no clean-up, no run_end) as soon as the first question is written
+        lines.append(line)
         if line.startswith("[1/3]"):
             proc.send_signal(signal.SIGKILL)
             break
+    assert any(line.startswith("estimate: 3 answers") for line in lines)  # said before the first answer
+    assert "about" in lines[-1]  # plain progress lines (not a terminal) with the time left
     proc.wait(timeout=60)
     con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
     killed = con.execute("SELECT run_id FROM v_runs WHERE kind = 'eval-answers' AND status IS NULL").fetchall()
@@ -253,7 +264,7 @@ def test_a_killed_eval_run_resumes_where_it_stopped(ws, capsys, tmp_path: Path) 
     run_id = killed[0][0]
     code, again, err = run(capsys, ws, "eval", "answers", "--resume", run_id[:8], "--json")
     assert code == 0, err
-    assert again["run_id"] == run_id and again["resumed"] and "1 questions already done" in err
+    assert again["run_id"] == run_id and again["resumed"]
     assert [o["id"] for o in again["questions"]] == ["s07", "s12", "s28"]
     con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
     per_question = con.execute("SELECT question_id, count(*) FROM answers WHERE run_id = ? GROUP BY 1 ORDER BY 1",
@@ -266,17 +277,77 @@ def test_a_killed_eval_run_resumes_where_it_stopped(ws, capsys, tmp_path: Path) 
     assert code == 2 and "finished" in err
 
 
+# --- logic on the real index with scripted models (no GGUF loaded) -----------------------------------------------
+
+JUDGE_SAYS_INCORRECT = '{"reason": "different colour", "verdict": "incorrect"}'
+# per question: the answer under closed-book, oracle, rag
+SCRIPT = {"s07": ("I don't know.", "Red", "The badge is crimson."),    # crimson: the deterministic layer cannot settle
+          "s12": ("90 days", "90 days", "I don't know."),
+          "s28": ("About 10 years.", "I don't know.", "It is 42,000 hours.")}
+
+
+def scripted_model(questions: dict[str, str]) -> FakeGenerator:
+    """Answers by question and condition, recognised from the prompt as a model would see it: no passages
+    (closed-book), one numbered passage or none (oracle), three (rag, eval.context_k); anything else (the
+    estimate's speed probe) gets a filler."""
+    def script(prompt: str, params, schema) -> str:
+        qid = next((i for i, text in questions.items() if text in prompt), None)
+        if qid is None or ("Passages:" in prompt and "[1] (" not in prompt and "(no passages)" not in prompt):
+            return "filler"
+        cond = 0 if "Passages:" not in prompt else (2 if "[3] (" in prompt else 1)
+        return SCRIPT[qid][cond]
+    return FakeGenerator(script, name="scripted", sha256="a" * 64, adapter="adapter-1", adapter_sha256="b" * 64)
+
+
+def question_texts(path: Path) -> dict[str, str]:
+    return {r["id"]: r["question"] for r in map(json.loads, path.read_text().splitlines())}
+
+
+def test_eval_answers_logic_with_scripted_models(ws, tmp_path: Path) -> None:
+    qs = small_set(tmp_path, ["s07", "s12", "s28"])
+    judge = FakeGenerator(lambda prompt, params, schema: JUDGE_SAYS_INCORRECT, name="scripted-judge")
+    events: list[ProgressEvent] = []
+    summary = evaluate_answers(open_workspace(ws), qs, generator=scripted_model(question_texts(qs)),
+                               judge_generator=judge, progress=Progress(events.append))
+    got = {(o["id"], o["condition"]): o for o in summary["questions"]}
+    assert got["s07", "closed-book"]["failure_kind"] == "wrong_refusal"
+    assert got["s07", "oracle"]["verdict"] == "correct" and got["s07", "oracle"]["evidence_in_context"] is True
+    s07 = got["s07", "rag"]  # the judge model settled it; wrong with the evidence shown -> the model misread it
+    assert (s07["verdict"], s07["method"]) == ("incorrect", "judge")
+    assert s07["failure_kind"] == ("context_misuse" if s07["evidence_in_context"] else "retrieval_miss")
+    s12 = got["s12", "rag"]
+    assert s12["failure_kind"] == ("wrong_refusal" if s12["evidence_in_context"] else "retrieval_miss")
+    assert [got["s28", c]["failure_kind"] for c in ("closed-book", "oracle", "rag")] == [
+        "hallucinated_answer", "correct", "hallucinated_answer"]
+    assert summary["conditions"]["oracle"]["accuracy"] == 1.0
+    assert summary["conditions"]["closed-book"]["correct"] == 1 and summary["conditions"]["rag"]["correct"] == 0
+    steps = [(e.kind, e.done, e.total, e.unit) for e in events if e.kind != "note"]
+    assert steps == [("start", 0, 3, "questions")] + [("step", i, 3, "questions") for i in (1, 2, 3)]
+    assert any(e.kind == "note" and e.message.startswith("estimate:") for e in events)
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    rows = con.execute("SELECT model_name, model_sha256, adapter_id, adapter_sha256 FROM answers WHERE run_id = ?",
+                       [summary["run_id"]]).fetchall()
+    judged = con.execute("SELECT judge_model FROM judgements WHERE run_id = ? AND method = 'judge'",
+                         [summary["run_id"]]).fetchall()
+    retrievals = con.execute("SELECT count(*) FROM retrievals WHERE run_id = ?", [summary["run_id"]]).fetchall()
+    con.close()
+    assert set(rows) == {("scripted", "a" * 64, "adapter-1", "b" * 64)} and len(rows) == 9
+    assert judged == [("scripted-judge",)] and retrievals == [(3,)]
+
+
 def test_rejudge_points_at_the_old_answers_and_uses_the_new_key(ws, capsys, tmp_path: Path) -> None:
     from appliance.evaluation.judge import is_refusal
 
     qs = small_set(tmp_path, ["s12", "s28"])
-    code, first, err = run(capsys, ws, "eval", "answers", "--questions", str(qs), "--conditions", "closed-book,oracle",
-                           "--model", TEST_MODEL, "--json")
-    assert code == 0, err
-    code, again, err = run(capsys, ws, "eval", "rejudge", first["run_id"][:10], "--json")
-    assert code == 0, err
+    workspace = open_workspace(ws)
+    judge = FakeGenerator(lambda *_: JUDGE_SAYS_INCORRECT, name="scripted-judge")
+    first = evaluate_answers(workspace, qs, conditions="closed-book,oracle",
+                             generator=scripted_model(question_texts(qs)), judge_generator=judge)
+    again = rejudge_run(workspace, first["run_id"][:10], judge_generator=judge)
     verdicts = lambda s: {(o["id"], o["condition"]): o["verdict"] for o in s["questions"]}  # noqa: E731
     assert again["rejudged"] == first["run_id"] and verdicts(again) == verdicts(first)
+    walls = lambda s: {(o["id"], o["condition"]): o["wall_ms"] for o in s["questions"]}  # noqa: E731
+    assert walls(again) == walls(first)  # the source run's wall time, not its generation latency
     report = Path(next(r for r in again["reports"] if r.endswith(".md"))).read_text()
     assert f"re-judgement of run {first['run_id']}" in report
     con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
@@ -289,10 +360,73 @@ def test_rejudge_points_at_the_old_answers_and_uses_the_new_key(ws, capsys, tmp_
     changed.write_text("\n".join(json.dumps(r | ({"answer": "UNANSWERABLE", "aliases": [], "evidence": [],
                                                   "kind": "unanswerable"} if r["id"] == "s12" else {}))
                                   for r in rows) + "\n")
-    code, new_key, err = run(capsys, ws, "eval", "rejudge", first["run_id"], "--questions", str(changed), "--json")
-    assert code == 0 and "differs" in err
+    notes: list[ProgressEvent] = []
+    new_key = rejudge_run(workspace, first["run_id"], changed, judge_generator=judge, progress=Progress(notes.append))
+    assert any("differs" in e.message for e in notes)
     for o in new_key["questions"]:
         if o["id"] == "s12":  # now judged as unanswerable: right exactly when the stored answer refused
             assert o["verdict"] == ("correct" if is_refusal(o["answer"]) else "incorrect")
     code, verify, _ = run(capsys, ws, "audit", "verify", "--json")
     assert code == 0 and verify["ok"]
+
+
+def test_a_cancelled_eval_is_left_resumable_and_resumes(ws, tmp_path: Path) -> None:
+    qs = small_set(tmp_path, ["s07", "s12", "s28"])
+    workspace = open_workspace(ws)
+    texts = question_texts(qs)
+    judge = FakeGenerator(lambda *_: JUDGE_SAYS_INCORRECT, name="scripted-judge")
+    progress = Progress()
+    progress.sink = lambda e: progress.cancel() if e.kind == "step" and e.done == 1 else None  # as a UI would
+    with pytest.raises(Cancelled):
+        evaluate_answers(workspace, qs, conditions="closed-book", generator=scripted_model(texts),
+                         judge_generator=judge, progress=progress)
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    run_id, status = con.execute("SELECT run_id, status FROM v_runs WHERE kind = 'eval-answers' "
+                                 "ORDER BY started_at DESC LIMIT 1").fetchall()[0]
+    con.close()
+    assert status is None  # not sealed as failed: resumable, although this process (its pid) is alive
+    changed_elsewhere = open_workspace(ws, ["ingest.max_tokens=100"])  # a section the evaluation does not read
+    with pytest.raises(UsageError, match="llm.max_tokens"):
+        evaluate_answers(open_workspace(ws, ["llm.max_tokens=7"]), resume=run_id, generator=scripted_model(texts),
+                         judge_generator=judge)
+    again = evaluate_answers(changed_elsewhere, resume=run_id[:8], generator=scripted_model(texts),
+                             judge_generator=judge)
+    assert again["run_id"] == run_id and [o["id"] for o in again["questions"]] == ["s07", "s12", "s28"]
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    per_question = con.execute("SELECT question_id, count(*) FROM answers WHERE run_id = ? GROUP BY 1 ORDER BY 1",
+                               [run_id]).fetchall()
+    con.close()
+    assert per_question == [("s07", 1), ("s12", 1), ("s28", 1)]
+
+
+def test_resume_ignores_keys_and_sections_a_run_never_had() -> None:
+    from appliance.config import load_config
+
+    now = load_config(None, environ={})
+    started = now.to_dict()
+    started["eval"] = {k: v for k, v in started["eval"].items() if k != "alpha"}  # a key added since
+    del started["retrieval"]                                                     # a section added since
+    assert config_differences(started, now, ("llm", "retrieval", "eval")) == []
+    started["llm"]["seed"] = 7
+    assert config_differences(started, now, ("llm", "retrieval", "eval")) == ["llm.seed"]
+
+
+def test_strategies_choose_by_their_rules_with_scripted_samples() -> None:
+    from appliance.config import load_config
+    from appliance.evaluation.strategies import StrategyRunner
+    from appliance.llm.prompts import CONTEXT
+
+    cfg = load_config(None, ["eval.samples=3"], environ={})
+    context = "[1] (runbook.html)\nFull backups are kept for 90 days on bkp01."
+    best = StrategyRunner(FakeGenerator(["Kept for a year on tape.", "Kept for 90 days on bkp01.", "I don't know."]),
+                          cfg).run("best-of-n", CONTEXT, "How long are backups kept?", context)
+    assert best.answer == "Kept for 90 days on bkp01." and best.details["chosen"] == "sample-2"
+    vote = StrategyRunner(FakeGenerator(["90 days.", "I don't know", "90 Days"]), cfg).run(
+        "self-consistency", CONTEXT, "How long?", context)
+    assert vote.answer == "90 days." and vote.details["majority"] == round(2 / 3, 3)
+    gen = FakeGenerator(["90 days", "90 days", "a year", "I don't know", "90 days (synthesis)"])
+    council = StrategyRunner(gen, cfg).run("council", CONTEXT, "How long?", context)
+    assert council.answer == "90 days (synthesis)" and len(council.steps) == 5
+    assert "contrarian" in gen.calls[3][0] and "(contrarian) I don't know" in gen.calls[4][0]  # drafts reach the chair
+    with pytest.raises(UsageError, match="unknown strategy"):
+        StrategyRunner(gen, cfg).run("debate", CONTEXT, "How long?", context)

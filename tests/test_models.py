@@ -47,3 +47,35 @@ def test_missing_model_says_what_to_do(tmp_path: Path) -> None:
         verify_model(entry, models)
     with pytest.raises(ModelError, match="unknown model"):
         load_manifest(models).get("gpt-5")
+
+
+def test_workspace_models_resolve_like_bundled_ones_and_are_verified(tmp_path: Path) -> None:
+    from appliance.models import ModelCatalog
+
+    catalog = ModelCatalog(DEFAULT_MODELS_DIR, tmp_path / "ws" / "models")
+    made = tmp_path / "adapter"
+    made.mkdir()
+    (made / "adapter_config.json").write_text('{"r": 16}')
+    (made / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+    lineage = {"base": "smollm2-135m-instruct", "base_sha256": catalog.get("test-generator").sha256, "dataset": "d1"}
+    entry = catalog.register("smol-adapter-1", "adapter", made, lineage, licence="Apache-2.0")
+    assert not made.exists() and entry.origin == "workspace" and entry.lineage["dataset"] == "d1"
+    again = ModelCatalog(DEFAULT_MODELS_DIR, tmp_path / "ws" / "models")  # a new process finds it by name
+    found, path = again.verified_path("smol-adapter-1")
+    assert found.sha256 == entry.sha256 and (path / "adapter_config.json").is_file()
+    assert again.get("generator").name == "qwen2.5-coder-0.5b-instruct"  # roles still resolve to the manifest
+    with pytest.raises(ModelError, match="exists already"):
+        again.register("smollm2-135m-instruct", "generator", tmp_path, {}, licence="x")
+    (path / "adapter_model.safetensors").write_bytes(b"\1" * 64)  # changed after registration
+    with pytest.raises(ModelError, match="workspace registry"):
+        again.verified_path("smol-adapter-1")
+
+
+def test_the_hash_cache_lives_in_the_user_cache_not_the_checkout(tmp_path: Path, monkeypatch) -> None:
+    from appliance.models import ModelCatalog
+
+    monkeypatch.setenv("APPLIANCE_CACHE_DIR", str(tmp_path / "cache"))
+    before = {p.name for p in DEFAULT_MODELS_DIR.iterdir()}
+    ModelCatalog().verified_path("plumbing")
+    assert (tmp_path / "cache" / "verified-models.json").is_file()
+    assert {p.name for p in DEFAULT_MODELS_DIR.iterdir()} == before

@@ -26,8 +26,8 @@ def test_the_embedder_loads_by_local_path() -> None:
     pytest.importorskip("sentence_transformers")
     from sentence_transformers import SentenceTransformer
 
-    from appliance.models import verified_path
+    from appliance.models import ModelCatalog
 
-    _, path = verified_path("embedder")
+    _, path = ModelCatalog().verified_path("embedder")
     vec = SentenceTransformer(str(path), device="cpu").encode(["offline appliance"])
     assert vec.shape == (1, 384)

@@ -1,9 +1,10 @@
 """The audit store: one DuckDB file per workspace, migrated in order, append-only, hash-chained per run.
 
-    with store.run("ask", command=..., config=cfg) as run:
+    with store.run("ask", command=..., config=cfg) as run:     # (Workspace.run fills command, config, version)
         run.append("answers", question=..., output=..., ...)
 
-Product code only ever INSERTs. `verify()` recomputes every chain; `query()` is the auditors' read-only SQL.
+Product code only ever INSERTs. `verify()` recomputes every chain; `query()` is the auditors' read-only SQL; the
+read API (`find_run`, `runs`, `rows`, `events`) is what code asks of it.
 
 No connection is held while a run works: rows are buffered by the run and written in one short transaction at each
 `flush()` (long loops flush after every unit of work; `close()` flushes), so auditors can query and other commands
@@ -20,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,9 @@ import duckdb
 
 from appliance.audit.chain import CHAIN_COLUMNS, Finding, VerifyReport, row_hash, verify_rows
 from appliance.audit.migrations import MIGRATIONS
+from appliance.errors import Cancelled, UsageError
 
-__all__ = ["AuditStore", "AuditError", "Run", "ReadOnlyQueryError", "config_sha256"]
+__all__ = ["AuditStore", "AuditError", "Run", "RunInfo", "ReadOnlyQueryError", "config_sha256"]
 
 READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 LOCK_WAIT_S = 60.0          # how long to wait for another process's write to finish before giving up
@@ -40,8 +43,21 @@ class AuditError(RuntimeError):
     """The audit store cannot be opened or migrated as expected."""
 
 
-class ReadOnlyQueryError(AuditError):
+class ReadOnlyQueryError(AuditError, UsageError):
     """A statement other than SELECT/EXPLAIN was given to the auditors' SQL."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as code reads it: its header, and how it ended (status None: not closed - running or killed)."""
+
+    run_id: str
+    kind: str
+    started_at: datetime
+    command: str
+    config: dict[str, Any]
+    config_sha256: str
+    status: str | None
 
 
 def _now() -> datetime:
@@ -62,6 +78,7 @@ class Run:
         self.seq = seq
         self.prev_hash = prev_hash
         self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._written = (seq, prev_hash)   # where the chain stands in the store (after the last flush)
 
     def append(self, table: str, **values: Any) -> str:
         """Append one row to a chained table; dicts/lists are stored as JSON. Returns the row's hash."""
@@ -82,6 +99,12 @@ class Run:
         if self._pending:
             self.store._insert_all(self._pending, con)
             self._pending = []
+            self._written = (self.seq, self.prev_hash)
+
+    def discard(self) -> None:
+        """Drop the buffered rows (a unit of work that will not finish); the chain goes on from the last write."""
+        self._pending = []
+        self.seq, self.prev_hash = self._written
 
     def event(self, kind: str, **payload: Any) -> str:
         """Append an event row (errors, skipped inputs, progress marks)."""
@@ -219,6 +242,47 @@ class AuditStore:
         """An unclosed run reopened, closed like `run()` at the end of the block."""
         yield from _closing(self.reopen_run(run_id))
 
+    def runs(self, kinds: tuple[str, ...] | None = None, prefix: str = "") -> list[RunInfo]:
+        """Runs (of the given kinds, whose id starts with `prefix`), oldest first."""
+        sql = """SELECT r.run_id, r.kind, r.created_at, r.command, r.config_json, r.config_sha256,
+                        json_extract_string(e.payload_json, '$.status')
+                 FROM runs r LEFT JOIN events e ON e.run_id = r.run_id AND e.kind = 'run_end'
+                 WHERE starts_with(r.run_id, ?)"""
+        params: list[Any] = [prefix]
+        if kinds:
+            sql += f" AND r.kind IN ({', '.join('?' * len(kinds))})"
+            params += list(kinds)
+        rows = self.con.execute(sql + " ORDER BY r.created_at", params).fetchall()
+        return [RunInfo(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
+
+    def find_run(self, prefix: str, kinds: tuple[str, ...] | None = None) -> RunInfo:
+        """The one run whose id is `prefix` or starts with it (among `kinds`); a clear error when there is none
+        or more than one."""
+        what = " or ".join(f"`{k}`" for k in kinds) + " " if kinds else ""
+        if not prefix:
+            raise UsageError("give a run id (or a unique prefix of one)")
+        found = self.runs(kinds, prefix)
+        if not found:
+            raise UsageError(f"run {prefix!r}: no {what}run with that id in {self.path}")
+        if len(found) > 1:
+            raise UsageError(f"run {prefix!r}: ambiguous prefix ({', '.join(r.run_id for r in found)})")
+        return found[0]
+
+    def rows(self, table: str, run_id: str, **where: Any) -> list[dict[str, Any]]:
+        """The rows of a run in one chained table, in the order they were written (`where`: column = value)."""
+        if table not in self.chained_tables():
+            raise AuditError(f"{table} is not a table of the audit store")
+        cond = "".join(f" AND {k} = ?" for k in where)
+        cur = self.con.execute(f"SELECT * FROM {table} WHERE run_id = ?{cond} ORDER BY seq", [run_id, *where.values()])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def events(self, run_id: str, *kinds: str) -> list[dict[str, Any]]:
+        """A run's events of the given kinds (all without), oldest first, each its payload plus `kind` and `seq`."""
+        rows = self.rows("events", run_id)
+        return [json.loads(r["payload_json"]) | {"kind": r["kind"], "seq": r["seq"]}
+                for r in rows if not kinds or r["kind"] in kinds]
+
     def chained_tables(self, con: duckdb.DuckDBPyConnection | None = None) -> list[str]:
         """Tables that carry the chain columns (found from the schema, so new tables join automatically)."""
         rows = (con or self.con).execute("""SELECT table_name, list(column_name) FROM information_schema.columns
@@ -256,13 +320,19 @@ def config_sha256(config: dict[str, Any]) -> str:
 
 
 def _closing(run: Run) -> Iterator[Run]:
-    """Yield `run`; close it ok, or failed with the error recorded if the block raises. An interrupt (Ctrl-C) drops
-    the rows of the unit of work in progress and leaves the run unclosed, as a kill would: it can be resumed."""
+    """Yield `run`; close it ok, or failed with the error recorded if the block raises. An interrupt (Ctrl-C) or a
+    cancel (Cancelled, from a UI) drops the rows of the unit of work in progress and leaves the run unclosed, as a
+    kill would: it can be resumed."""
     try:
         yield run
-    except KeyboardInterrupt:
-        run._pending = []
+    except (KeyboardInterrupt, Cancelled) as e:
+        run.discard()
         run.store._open_runs.discard(run.run_id)
+        try:  # say that no process works on it any more (a kill cannot say so; a resume then checks the pid)
+            run.event("run_interrupted", reason="cancelled" if isinstance(e, Cancelled) else "interrupted")
+            run.flush()
+        except (duckdb.Error, AuditError):
+            run.discard()
         raise
     except BaseException as e:
         run.close("failed", error=f"{type(e).__name__}: {e}")

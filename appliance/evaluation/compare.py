@@ -4,33 +4,25 @@ B is read as the candidate against the baseline A: `a_only` questions (right in 
 """
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-from appliance import __version__
 from appliance.audit import AuditStore
+from appliance.errors import UsageError
 from appliance.evaluation.report import comparison_report, record_reports
 from appliance.evaluation.stats import paired_test
 from appliance.workspace import Workspace
+
+EVAL_KINDS = ("eval-answers", "eval-rejudge")   # the runs that hold judged answers
 
 
 def _judged(store: AuditStore, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
     cur = store.con.execute("""SELECT j.question_id, j.condition, j.strategy, j.verdict, j.failure_kind, j.kind,
                                       a.model_name, a.output
                                FROM judgements j JOIN answers a ON a.row_hash = j.answer_row_hash
-                               WHERE j.run_id LIKE ? || '%'""", [run_id])
+                               WHERE j.run_id = ?""", [run_id])
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r)) for r in cur.fetchall()]
     return {(r["question_id"], r["condition"]): r for r in rows}
-
-
-def _full_id(store: AuditStore, prefix: str) -> str:
-    ids = [r for (r,) in store.con.execute("SELECT DISTINCT run_id FROM judgements WHERE run_id LIKE ? || '%'",
-                                           [prefix]).fetchall()]
-    if len(ids) != 1:
-        raise ValueError(f"run {prefix!r}: " + ("no judged answers (is it an `eval answers` run?)" if not ids
-                                                 else f"ambiguous prefix ({', '.join(ids)})"))
-    return ids[0]
 
 
 def compare_runs(ws: Workspace, run_a: str, run_b: str, condition: str | None = None,
@@ -38,35 +30,35 @@ def compare_runs(ws: Workspace, run_a: str, run_b: str, condition: str | None = 
     """Compare two evaluation runs question by question; record and return the comparison."""
     cfg = ws.config.eval
     with AuditStore(ws.audit_path) as store:
-        run_a, run_b = _full_id(store, run_a), _full_id(store, run_b)
+        run_a, run_b = (store.find_run(r, EVAL_KINDS).run_id for r in (run_a, run_b))
         a, b = _judged(store, run_a), _judged(store, run_b)
-        conditions = sorted({c for _, c in a} & {c for _, c in b})
-        if condition:
-            conditions = [c for c in conditions if c == condition]
-        if not conditions:
-            raise ValueError(f"runs {run_a} and {run_b} share no condition{' ' + condition if condition else ''}")
-        result: dict[str, Any] = {"run_a": run_a, "run_b": run_b,
-                                  "strategy_a": sorted({r["strategy"] for r in a.values()}),
-                                  "strategy_b": sorted({r["strategy"] for r in b.values()}),
-                                  "model_a": sorted({r["model_name"] for r in a.values()}),
-                                  "model_b": sorted({r["model_name"] for r in b.values()}), "conditions": {}}
-        with store.run("compare", command or " ".join(sys.argv), ws.config.to_dict(), __version__) as run:
-            for cond in conditions:
-                keys = sorted(k for k in a if k[1] == cond and k in b)
-                va = [a[k]["verdict"] == "correct" for k in keys]
-                vb = [b[k]["verdict"] == "correct" for k in keys]
-                test = paired_test(va, vb, cfg.bootstrap_resamples, cfg.alpha, seed=ws.config.llm.seed)
-                flips = [{"question_id": k[0], "kind": a[k]["kind"], "a": a[k]["verdict"], "b": b[k]["verdict"],
-                          "a_failure": a[k]["failure_kind"], "b_failure": b[k]["failure_kind"]}
-                         for k, x, y in zip(keys, va, vb) if x != y]
-                unmatched = len({k for k in a if k[1] == cond} ^ {k for k in b if k[1] == cond})
-                run.append("comparisons", run_a=run_a, run_b=run_b, condition=cond, n_pairs=test.n,
-                           accuracy_a=test.accuracy_a, accuracy_b=test.accuracy_b, a_only=test.a_only,
-                           b_only=test.b_only, p_value=test.p_value, ci_low=test.ci_low, ci_high=test.ci_high,
-                           verdict=test.verdict, flips_json=flips)
-                result["conditions"][cond] = test.__dict__ | {"flips": flips, "unmatched_questions": unmatched}
-            result["run_id"] = run.run_id
-            result["alpha"] = cfg.alpha
-            record_reports(run, comparison_report(ws, result), result)
+    conditions = sorted({c for _, c in a} & {c for _, c in b})
+    if condition:
+        conditions = [c for c in conditions if c == condition]
+    if not conditions:
+        raise UsageError(f"runs {run_a} and {run_b} share no condition{' ' + condition if condition else ''}")
+    result: dict[str, Any] = {"run_a": run_a, "run_b": run_b,
+                              "strategy_a": sorted({r["strategy"] for r in a.values()}),
+                              "strategy_b": sorted({r["strategy"] for r in b.values()}),
+                              "model_a": sorted({r["model_name"] for r in a.values()}),
+                              "model_b": sorted({r["model_name"] for r in b.values()}), "conditions": {}}
+    with ws.run("compare", command) as run:
+        for cond in conditions:
+            keys = sorted(k for k in a if k[1] == cond and k in b)
+            va = [a[k]["verdict"] == "correct" for k in keys]
+            vb = [b[k]["verdict"] == "correct" for k in keys]
+            test = paired_test(va, vb, cfg.bootstrap_resamples, cfg.alpha, seed=ws.config.llm.seed)
+            flips = [{"question_id": k[0], "kind": a[k]["kind"], "a": a[k]["verdict"], "b": b[k]["verdict"],
+                      "a_failure": a[k]["failure_kind"], "b_failure": b[k]["failure_kind"]}
+                     for k, x, y in zip(keys, va, vb) if x != y]
+            unmatched = len({k for k in a if k[1] == cond} ^ {k for k in b if k[1] == cond})
+            run.append("comparisons", run_a=run_a, run_b=run_b, condition=cond, n_pairs=test.n,
+                       accuracy_a=test.accuracy_a, accuracy_b=test.accuracy_b, a_only=test.a_only,
+                       b_only=test.b_only, p_value=test.p_value, ci_low=test.ci_low, ci_high=test.ci_high,
+                       verdict=test.verdict, flips_json=flips)
+            result["conditions"][cond] = test.__dict__ | {"flips": flips, "unmatched_questions": unmatched}
+        result["run_id"] = run.run_id
+        result["alpha"] = cfg.alpha
+        record_reports(run, comparison_report(ws, result), result)
     return result
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from appliance.config import Config
 from appliance.evaluation.golden import Question
-from appliance.llm import LlamaCppGenerator, SamplingParams
+from appliance.llm import Generator, SamplingParams
 from appliance.llm.prompts import CLOSED_BOOK, CONTEXT, PERSPECTIVES
 
 ASSUMED_COMPLETION = 24     # tokens of a typical short answer (the devset's mean was 16-22)
@@ -42,7 +42,7 @@ class Estimate:
                 f"(judge calls not included)")
 
 
-def measure_speed(gen: LlamaCppGenerator, prompt: str) -> tuple[float, float]:
+def measure_speed(gen: Generator, prompt: str) -> tuple[float, float]:
     """(prompt tokens/s, generated tokens/s) of `gen` now: `prompt` evaluated once, then continued from cache."""
     greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=1, seed=0)
     t0 = time.perf_counter()
@@ -65,7 +65,7 @@ def _strategy_tokens(strategy: str, prompt: int, cfg: Config) -> tuple[int, int]
     return prompt, c
 
 
-def estimate_run(gen: LlamaCppGenerator, cfg: Config, questions: list[Question], conditions: list[str],
+def estimate_run(gen: Generator, cfg: Config, questions: list[Question], conditions: list[str],
                  strategy: str, chunk_tokens: float, speed: tuple[float, float]) -> Estimate:
     """Tokens and seconds for every (question, condition) answer of the run, `chunk_tokens` being the mean size
     of a chunk in the generator's tokens and `speed` what measure_speed() gave."""

@@ -21,18 +21,17 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from appliance import __version__
-from appliance.audit import AuditStore
-from appliance.evaluation.contexts import Context, oracle_passages
-from appliance.evaluation.golden import Question, load_questions, normalise, stems
-from appliance.evaluation.judge import ask_judge, canonical_number
-from appliance.llm import LlamaCppGenerator, load_generator
+from appliance.answering import Context, oracle_passages
+from appliance.errors import UsageError
+from appliance.evaluation.golden import Question, load_questions
+from appliance.evaluation.judge import ask_judge
+from appliance.llm import Generator, load_generator
+from appliance.progress import Progress
 from appliance.llm.prompts import GOLD_JUDGE
+from appliance.text import claim_numbers, normalise, stems
 from appliance.workspace import Workspace
 
 _NEGATION = re.compile(r"\b(not|no|never|cannot|can't|nor|none|neither|without|isn't|aren't|doesn't|don't|may not)\b",
@@ -40,7 +39,6 @@ _NEGATION = re.compile(r"\b(not|no|never|cannot|can't|nor|none|neither|without|i
 _CAUSAL = re.compile(r"\b(because|due to|since|as a result|so that|the reason)\b", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 _CLAUSE = re.compile(r"[.;!?]\s+|,\s+(?:and|but|while|whereas)\s+|\n+")
-_NUM = re.compile(r"\b\d+d\d+\b|\b\d+(?:[.,]\d+)?(?=st\b|nd\b|rd\b|th\b|\b)")
 
 GOLD_SCHEMA = {
     "type": "object",
@@ -49,14 +47,6 @@ GOLD_SCHEMA = {
                    "reason": {"type": "string", "maxLength": 160}},
     "required": ["verdict", "passage", "reason"],
 }
-
-
-_PAGE_REF = re.compile(r"\b(?:pages?|p\.|pp\.|section|chapter|table)\s+\d+(?:\s*(?:-|and|to)\s*\d+)?", re.I)
-
-
-def _nums(text: str) -> set[str]:
-    """Numbers and dice expressions ("2d6"), ordinals reduced to their number, page/section references left out."""
-    return {canonical_number(m.group(0)) for m in _NUM.finditer(_PAGE_REF.sub(" ", text))}
 
 
 class _Sentence(NamedTuple):
@@ -80,12 +70,12 @@ def _number_swap(clause: str, words: set[str], sentences: list[_Sentence]) -> di
     """A number (or dice expression) of the clause that the best-matching numeric passage sentence replaces with
     another of the same kind: "rolls 2d6" where the passage says "rolls 1d20"."""
     for is_dice in (True, False):
-        mine = {n for n in _nums(clause) if ("d" in n) == is_dice}
+        mine = {n for n in claim_numbers(clause) if ("d" in n) == is_dice}
         if not mine:
             continue
         numeric = [s for s in sentences if any(("d" in n) == is_dice for n in s.nums)]
-        best, overlap, unique = _best_sentence(words - _nums(clause), numeric)
-        theirs = {n for n in _nums(best) if ("d" in n) == is_dice}
+        best, overlap, unique = _best_sentence(words - claim_numbers(clause), numeric)
+        theirs = {n for n in claim_numbers(best) if ("d" in n) == is_dice}
         if unique and overlap >= 2 and not mine & theirs:
             return {"check": "numbers", "reason": f"says {', '.join(sorted(mine))} where the passage says "
                                                   f"{', '.join(sorted(theirs))}", "passage": best}
@@ -102,16 +92,16 @@ def deterministic_checks(q: Question, answer: str, passages_text: str, sections:
         return found
     norm_passages = normalise(passages_text).lower()
     known_words = stems(passages_text + " " + sections)
-    sentences = [_Sentence(t, w, _nums(t)) for t in _SENTENCE.split(passages_text) if len(w := stems(t)) >= 2]
+    sentences = [_Sentence(t, w, claim_numbers(t)) for t in _SENTENCE.split(passages_text) if len(w := stems(t)) >= 2]
     if len(answer.split()) <= 6:
         options = [answer, *q.aliases]
         quotes = " ".join(q.evidence)
         if not any(normalise(o).lower() in norm_passages for o in options) and not (
-                _nums(answer) and _nums(answer) <= _nums(quotes)):
+                claim_numbers(answer) and claim_numbers(answer) <= claim_numbers(quotes)):
             found.append({"check": "short_answer", "reason": f"the answer {answer!r} does not occur in the evidence",
                           "passage": q.evidence[0] if q.evidence else ""})
         return found
-    missing_numbers = _nums(answer) - _nums(passages_text)
+    missing_numbers = claim_numbers(answer) - claim_numbers(passages_text)
     if missing_numbers:
         found.append({"check": "numbers", "reason": f"states {', '.join(sorted(missing_numbers))}, which the "
                                                     f"evidence does not", "passage": q.evidence[0]})
@@ -145,7 +135,7 @@ def deterministic_checks(q: Question, answer: str, passages_text: str, sections:
     return found
 
 
-def judge_gold(judge: LlamaCppGenerator, q: Question, answer: str, context: str, repeats: int,
+def judge_gold(judge: Generator, q: Question, answer: str, context: str, repeats: int,
                seed: int) -> tuple[list[str], list[dict[str, Any]]]:
     """The judge's raw outputs and parsed verdicts (unparseable ones as {'verdict': 'unparseable'})."""
     prompt, stop = judge.render(GOLD_JUDGE, context=context, question=q.question, answer=answer)
@@ -162,30 +152,33 @@ def judge_gold(judge: LlamaCppGenerator, q: Question, answer: str, context: str,
 
 
 def check_gold(ws: Workspace, questions_path: Path, answer_field: str = "answer", use_judge: bool = False,
-               progress: Callable[[str], None] | None = None, command: str = "") -> dict[str, Any]:
+               progress: Progress | None = None, command: str = "",
+               judge_generator: Generator | None = None) -> dict[str, Any]:
     """Check every answerable question's gold answer (or `answer_field`) against its evidence; record findings."""
     from appliance.retrieval import Retriever
 
-    say = progress or (lambda _m: None)
+    progress = progress or Progress()
     questions = [q for q in load_questions(questions_path) if q.answerable]
+    for q in questions:
+        answer = q.answer if answer_field == "answer" else q.extra.get(answer_field)
+        if not isinstance(answer, str) or not answer.strip():
+            raise UsageError(f"question {q.id} has no field {answer_field!r}")
     retriever = Retriever(ws.config, ws.index_dir)
     retriever.require_chunks(" (ingest the golden set's source documents)")
-    judge = load_generator(ws.config, ws.config.eval.judge_model) if use_judge else None
+    judge = (judge_generator or load_generator(ws, ws.config.eval.judge_model)) if use_judge else None
     results = []
-    with AuditStore(ws.audit_path) as store, store.run("gold-check", command or " ".join(sys.argv),
-                                                        ws.config.to_dict(), __version__) as run:
-        for q in questions:
-            answer = q.answer if answer_field == "answer" else q.extra.get(answer_field)
-            if not isinstance(answer, str) or not answer.strip():
-                raise ValueError(f"question {q.id} has no field {answer_field!r}")
-            passages, missing = oracle_passages(q, retriever.visible(q.groups))
+    with ws.run("gold-check", command) as run:
+        progress.start("gold check", len(questions), "answers")
+        for i, q in enumerate(questions, 1):
+            answer = q.answer if answer_field == "answer" else q.extra[answer_field]
+            passages, missing = oracle_passages(q.evidence, retriever.visible(q.groups))
             ctx = Context("oracle", [p for p in passages if p.chunk_id])
             checks = deterministic_checks(q, answer, ctx.text, " ".join(p.section for p in ctx.passages), missing)
             judged: dict[str, Any] = {}
             if judge is not None and not checks and ctx.passages:
                 raws, parsed = judge_gold(judge, q, answer, ctx.render(), ws.config.eval.judge_repeats,
                                           ws.config.llm.seed)
-                judged = {"judge_model": judge.entry.name, "judge_model_sha256": judge.entry.sha256,
+                judged = {"judge_model": judge.identity.model, "judge_model_sha256": judge.identity.model_sha256,
                           "judge_template_id": GOLD_JUDGE.id, "raw_outputs": raws}
                 if all(p["verdict"] in ("contradicted", "not_stated") for p in parsed):
                     checks.append({"check": "judge", "reason": f"judge: {parsed[0]['verdict']}: "
@@ -198,9 +191,10 @@ def check_gold(ws: Workspace, questions_path: Path, answer_field: str = "answer"
             results.append({"question_id": q.id, "status": status, "reason": first["reason"],
                             "passage": first["passage"], "checks": checks})
             run.flush()
-            say(f"{q.id}: {status}" + (f" ({first['reason'][:100]})" if checks else ""))
+            progress.advance("gold check", i, len(questions), "answers",
+                             f"{q.id}: {status}" + (f" ({first['reason'][:100]})" if checks else ""))
         flagged = [r["question_id"] for r in results if r["status"] != "ok"]
         run.event("gold_check_summary", questions_file=str(questions_path), answer_field=answer_field,
-                  n=len(results), flagged=flagged, judge=judge.entry.name if judge else None)
+                  n=len(results), flagged=flagged, judge=judge.identity.model if judge else None)
         return {"run_id": run.run_id, "n": len(results), "flagged": len(flagged), "flagged_ids": flagged,
                 "answer_field": answer_field, "findings": results}

@@ -7,17 +7,17 @@ kind (fact|table|number|procedure|multi_hop|unanswerable). Extra fields are kept
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from appliance.errors import UsageError
 
 KINDS = ("fact", "table", "number", "procedure", "multi_hop", "unanswerable")
 UNANSWERABLE = "UNANSWERABLE"
 
 
-class GoldenSetError(ValueError):
+class GoldenSetError(UsageError):
     """The golden set breaks the schema; the message names the line and the field."""
 
 
@@ -41,33 +41,6 @@ class Question:
     @property
     def groups(self) -> list[str]:
         return list(self.extra.get("groups") or [])
-
-
-_SPACE_AT_PUNCT = re.compile(r"\s*([()\[\]{},;:.!?])\s*")
-
-
-def normalise(text: str) -> str:
-    """The form in which evidence quotes are matched: NFKC, table pipes dropped, whitespace collapsed, and no
-    whitespace next to brackets and punctuation (parsers add or drop it around inline markup: "( tzinfo" vs
-    "(tzinfo"; a Markdown table row "| Longbow | 60 gp |" is indexed as its cells "Longbow 60 gp")."""
-    collapsed = " ".join(unicodedata.normalize("NFKC", text).replace("|", " ").split())
-    return _SPACE_AT_PUNCT.sub(r"\1", collapsed)
-
-
-_STOP = set("the a an and or of to in on for with by is are was were be been it its this that as at from which "
-            "what when where who how does do did can may not no yes if then than also only".split())
-_WORD = re.compile(r"[a-z0-9][a-z0-9_.+-]*")
-
-
-def content_words(text: str) -> set[str]:
-    """Lower-cased words that carry content (no stop words, at least 3 characters or a number)."""
-    return {w.strip(".") for w in _WORD.findall(text.lower())
-            if w not in _STOP and (len(w) >= 3 or any(ch.isdigit() for ch in w))}
-
-
-def stems(text: str) -> set[str]:
-    """content_words() lightly stemmed (a plural s dropped), for overlap checks."""
-    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in content_words(text)}
 
 
 def _as_tuple(value: Any, name: str, where: str) -> tuple[str, ...]:

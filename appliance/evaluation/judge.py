@@ -14,9 +14,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.evaluation.golden import Question, stems
-from appliance.llm import LlamaCppGenerator, SamplingParams
+from appliance.evaluation.golden import Question
+from appliance.llm import Generator, SamplingParams
 from appliance.llm.prompts import ANSWER_JUDGE
+from appliance.text import norm_answer, numbers, same_quantity, stems
 
 VERDICTS = ("correct", "incorrect", "unparseable")
 
@@ -25,12 +26,6 @@ _REFUSAL = re.compile(
     r"available|described)|(does|do)\s+not\s+(say|state|mention|specify|contain|provide|include)|"
     r"no\s+(information|mention)|not\s+enough\s+information|cannot\s+(be\s+)?(answer|determine|find)|"
     r"unable\s+to\s+(answer|determine|find)|passages?\s+(do|does)\s+not)", re.I)
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?:\.\d+)?(?:\s*(?:%|[a-zA-Z/°]{1,8}\b))?")
-_UNITS = {"%", "day", "days", "week", "weeks", "month", "months", "year", "years", "h", "hour", "hours", "min",
-          "minute", "minutes", "s", "sec", "second", "seconds", "ms", "kb", "mb", "gb", "tb", "byte", "bytes", "bit",
-          "bits", "v", "mv", "a", "ma", "w", "kw", "mw", "m", "km", "cm", "mm", "kg", "g", "m/s", "km/h", "hpa",
-          "°c", "c", "nok", "eur", "usd", "kr", "gp", "pages", "times", "employees", "people", "items"}
 
 JUDGE_SCHEMA = {
     "type": "object",
@@ -43,34 +38,6 @@ JUDGE_SCHEMA = {
 def is_refusal(text: str) -> bool:
     """The answer declines to answer ("I don't know", "the passages do not say", ...)."""
     return not text.strip() or bool(_REFUSAL.search(text[:300]))
-
-
-def norm_answer(text: str) -> str:
-    """Lower case, articles and punctuation dropped, whitespace collapsed (for exact and containment checks); a dot
-    inside a name or number stays ("datetime.date" is not "datetime date")."""
-    text = _ARTICLES.sub(" ", text.lower())
-    text = re.sub(r"[^\w\s.%+-]|(?<!\w)[.]|[.](?!\w)", " ", text)
-    return " ".join(text.split())
-
-
-def canonical_number(text: str) -> str:
-    """'2,048' -> '2048', '4900.00' -> '4900', '2.50' -> '2.5'."""
-    value = text.replace(",", "")
-    if re.fullmatch(r"\d+\.\d+", value):
-        value = value.rstrip("0").rstrip(".")
-    return value
-
-
-def numbers(text: str) -> set[str]:
-    """Numbers (with a unit word when one follows) in a normalised form: '10 MB' -> '10 mb', '2,048' -> '2048'."""
-    out = set()
-    for m in _NUMBER.finditer(text):
-        raw = m.group(0).lower()
-        number = re.match(r"[-+]?\d[\d.,]*", raw)
-        unit = raw[number.end():].strip()
-        value = canonical_number(number.group(0).rstrip(".,"))
-        out.add(f"{value} {unit}" if unit in _UNITS else value)
-    return out
 
 
 @dataclass
@@ -98,16 +65,6 @@ class Verdict:
                 "agreement": self.agreement}
 
 
-def _stated(number: str, stated: set[str]) -> bool:
-    """Whether `number` ('90 days', '4900') is among `stated`: same value, and the same unit when both give one."""
-    value, _, unit = number.partition(" ")
-    for other in stated:
-        v, _, u = other.partition(" ")
-        if v == value and (not unit or not u or unit == u):
-            return True
-    return False
-
-
 def deterministic(q: Question, answer: str) -> Verdict | None:
     """Settle what can be settled without a model; None when the judge must decide.
 
@@ -129,7 +86,7 @@ def deterministic(q: Question, answer: str) -> Verdict | None:
         if g and got == g:
             return Verdict("correct", "exact" if i == 0 else "alias", f"matches {gold!r}", False)
     gold_numbers, got_numbers = numbers(q.answer), numbers(answer)
-    if gold_numbers and len(q.answer.split()) <= 4 and all(_stated(n, got_numbers) for n in gold_numbers):
+    if gold_numbers and len(q.answer.split()) <= 4 and all(same_quantity(n, got_numbers) for n in gold_numbers):
         return Verdict("correct", "number", f"states {', '.join(sorted(gold_numbers))}", False)
     for gold in golds:
         g = norm_answer(gold)
@@ -138,9 +95,9 @@ def deterministic(q: Question, answer: str) -> Verdict | None:
     got_words = stems(answer)
     for gold in golds:
         need = stems(gold)
-        if len(need) >= 2 and need <= got_words and all(_stated(n, got_numbers) for n in numbers(gold)):
+        if len(need) >= 2 and need <= got_words and all(same_quantity(n, got_numbers) for n in numbers(gold)):
             return Verdict("correct", "overlap", f"states every content word of {gold!r}", False)
-    if gold_numbers and got_numbers and not any(_stated(n, got_numbers) for n in gold_numbers):
+    if gold_numbers and got_numbers and not any(same_quantity(n, got_numbers) for n in gold_numbers):
         return Verdict("incorrect", "number", f"states {', '.join(sorted(got_numbers))}, not "
                                               f"{', '.join(sorted(gold_numbers))}", False)
     if len(stems(q.answer)) <= 6 and not any(stems(g) & got_words or numbers(g) & got_numbers for g in golds):
@@ -161,7 +118,7 @@ def parse_judgement(raw: str) -> tuple[str, str]:
         return "unparseable", f"judge output did not parse ({e})"
 
 
-def ask_judge(judge: LlamaCppGenerator, prompt: str, stop: tuple[str, ...], schema: dict, repeats: int, seed: int,
+def ask_judge(judge: Generator, prompt: str, stop: tuple[str, ...], schema: dict, repeats: int, seed: int,
               max_tokens: int) -> list[str]:
     """The judge's raw outputs for `prompt`, constrained to `schema`: the first greedy, the repeats sampled at T=0.7
     with other seeds (so their agreement means something)."""
@@ -173,7 +130,7 @@ def ask_judge(judge: LlamaCppGenerator, prompt: str, stop: tuple[str, ...], sche
 class AnswerJudge:
     """Deterministic checks, then the reference-guided judge model (asked `repeats` times, majority verdict)."""
 
-    def __init__(self, judge: LlamaCppGenerator, repeats: int = 1, seed: int = 0) -> None:
+    def __init__(self, judge: Generator, repeats: int = 1, seed: int = 0) -> None:
         self.judge = judge
         self.repeats = repeats
         self.seed = seed
@@ -189,6 +146,6 @@ class AnswerJudge:
         votes = Counter(v for v, _ in parsed)
         verdict, count = votes.most_common(1)[0]
         reason = next(r for v, r in parsed if v == verdict)
-        e = self.judge.entry
-        return Verdict(verdict, "judge", reason, False, judge_model=e.name, judge_model_sha256=e.sha256,
+        who = self.judge.identity
+        return Verdict(verdict, "judge", reason, False, judge_model=who.model, judge_model_sha256=who.model_sha256,
                        judge_template_id=ANSWER_JUDGE.id, raw_outputs=raws, agreement=round(count / len(parsed), 3))

@@ -3,87 +3,106 @@
 
 The audit store is append-only, so a changed judge or a corrected gold answer cannot rewrite old verdicts. The
 re-judgement is a new run (kind `eval-rejudge`) whose judgements point at the old run's answer rows; failures are
-attributed again (rag against the re-judged oracle). `compare` takes it like any evaluation run.
+attributed again (rag against the re-judged oracle) through the same grading steps as `eval answers`. `compare`
+takes it like any evaluation run.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance import __version__
 from appliance.audit import AuditStore
-from appliance.evaluation.answers import (AnswerOutcome, Progress, find_eval_run, finish, parse_conditions,
-                                          record_judgement, summarise_outcomes)
-from appliance.evaluation.attribution import failure_kind
+from appliance.errors import UsageError
+from appliance.evaluation.answers import parse_conditions
 from appliance.evaluation.golden import load_questions
+from appliance.evaluation.grading import AnswerOutcome, QuestionGrading, finish, summarise_outcomes
 from appliance.evaluation.judge import AnswerJudge
-from appliance.llm import load_generator
+from appliance.llm import Generator, load_generator
+from appliance.progress import Progress
 from appliance.workspace import Workspace
 
+STAGE = "eval rejudge"
 
-def _source(store: AuditStore, prefix: str) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
-    """The run id, its eval_answers_start payload, and its judged final answers in the order they were judged."""
-    run_id, _, start = find_eval_run(store, prefix)
-    cur = store.con.execute(
-        """SELECT j.question_id, j.condition, j.evidence_in_context, a.row_hash, a.output, a.retrieved_json,
-                  a.prompt_tokens, a.completion_tokens, a.latency_ms
-           FROM judgements j JOIN answers a ON a.row_hash = j.answer_row_hash
-           WHERE j.run_id = ? ORDER BY j.seq""", [run_id])
-    names = [d[0] for d in cur.description]
-    return run_id, start, [dict(zip(names, r)) for r in cur.fetchall()]
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """A judged final answer of the source run, as its rows recorded it."""
+
+    question_id: str
+    condition: str
+    evidence_in_context: bool | None
+    row_hash: str
+    output: str
+    passages: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    wall_ms: float | None          # from the source run's question_done event, where it has one
+
+
+def _source(store: AuditStore, prefix: str) -> tuple[str, dict[str, Any], list[StoredAnswer]]:
+    """The source run's id, its eval_answers_start payload, and its judged final answers in judging order."""
+    run_id = store.find_run(prefix, ("eval-answers",)).run_id
+    start = store.events(run_id, "eval_answers_start")[0]
+    walls = {(o["id"], o["condition"]): o.get("wall_ms")
+             for e in store.events(run_id, "question_done") for o in e["outcomes"]}
+    answers = {a["row_hash"]: a for a in store.rows("answers", run_id)}
+    stored = []
+    for j in store.rows("judgements", run_id):
+        a = answers[j["answer_row_hash"]]
+        stored.append(StoredAnswer(j["question_id"], j["condition"], j["evidence_in_context"], a["row_hash"],
+                                   a["output"], len(json.loads(a["retrieved_json"] or "[]")), a["prompt_tokens"],
+                                   a["completion_tokens"], a["latency_ms"],
+                                   walls.get((j["question_id"], j["condition"]))))
+    return run_id, start, stored
 
 
 def rejudge_run(ws: Workspace, run_prefix: str, questions_path: Path | None = None,
-                progress: Progress | None = None, command: str = "") -> dict[str, Any]:
+                progress: Progress | None = None, command: str = "",
+                judge_generator: Generator | None = None) -> dict[str, Any]:
     """Judge every final answer of run `run_prefix` again (against `questions_path`, default the run's own golden
     set); record a new run and return its summary, like `eval answers` does."""
-    say = progress or (lambda _msg: None)
+    progress = progress or Progress()
     cfg = ws.config
     t_start = time.perf_counter()
     with AuditStore(ws.audit_path) as store:
         source, start, answers = _source(store, run_prefix)
     if not answers:
-        raise ValueError(f"run {source} has no judged answers to judge again")
+        raise UsageError(f"run {source} has no judged answers to judge again")
     questions_path = questions_path or Path(start["questions_file"])
-    questions_sha = hashlib.sha256(questions_path.read_bytes()).hexdigest()
     questions = {q.id: q for q in load_questions(questions_path)}
-    missing = sorted({a["question_id"] for a in answers} - set(questions))
+    questions_sha = hashlib.sha256(questions_path.read_bytes()).hexdigest()
+    missing = sorted({a.question_id for a in answers} - set(questions))
     if missing:
-        raise ValueError(f"{questions_path} lacks questions {', '.join(missing)} of run {source}")
+        raise UsageError(f"{questions_path} lacks questions {', '.join(missing)} of run {source}")
     if questions_sha != start["questions_sha256"]:
-        say(f"note: {questions_path} differs from the golden set run {source} was judged against")
-    judge_gen = load_generator(cfg, cfg.eval.judge_model)
+        progress.note(f"note: {questions_path} differs from the golden set run {source} was judged against", STAGE)
+    judge_gen = judge_generator or load_generator(ws, cfg.eval.judge_model)
     judge = AnswerJudge(judge_gen, repeats=cfg.eval.judge_repeats, seed=cfg.llm.seed)
     conditions = parse_conditions(start["conditions"])
-    answers.sort(key=lambda a: conditions.index(a["condition"]))  # oracle before rag, per question
-    order = list(dict.fromkeys(a["question_id"] for a in answers))
+    answers.sort(key=lambda a: conditions.index(a.condition))  # oracle before rag, per question
+    order = list(dict.fromkeys(a.question_id for a in answers))
     outcomes: list[AnswerOutcome] = []
-    with AuditStore(ws.audit_path) as store, store.run("eval-rejudge", command or " ".join(sys.argv), cfg.to_dict(),
-                                                        __version__) as run:
+    with ws.run("eval-rejudge", command) as run:
         run.event("rejudge_start", of=source, questions_file=str(questions_path), questions_sha256=questions_sha,
-                  judge_model=judge_gen.entry.name, judge_model_sha256=judge_gen.entry.sha256, answers=len(answers))
-        for qid in order:
-            q = questions[qid]
-            oracle_correct: bool | None = None
-            for a in (a for a in answers if a["question_id"] == qid):
-                verdict = judge(q, a["output"])
-                kind = failure_kind(a["condition"], q.answerable, verdict, a["evidence_in_context"], oracle_correct)
-                if a["condition"] == "oracle":
-                    oracle_correct = verdict.correct if verdict.verdict != "unparseable" else None
-                record_judgement(run, a["row_hash"], q, a["condition"], start["strategy"], verdict,
-                                 a["evidence_in_context"], kind)
-                outcomes.append(AnswerOutcome(q.id, q.kind, a["condition"], a["output"], verdict.verdict,
-                                              verdict.method, kind, a["evidence_in_context"],
-                                              len(json.loads(a["retrieved_json"] or "[]")), a["prompt_tokens"],
-                                              a["completion_tokens"], a["latency_ms"], a["latency_ms"]))
+                  judge_model=judge_gen.identity.model, judge_model_sha256=judge_gen.identity.model_sha256,
+                  answers=len(answers))
+        progress.start(STAGE, len(order), "questions")
+        for i, qid in enumerate(order, 1):
+            grading = QuestionGrading(judge, run, questions[qid], start["strategy"])
+            outcomes += [grading.grade(a.condition, a.output, a.row_hash, a.evidence_in_context, a.passages,
+                                       a.prompt_tokens, a.completion_tokens, a.latency_ms, a.wall_ms)
+                         for a in answers if a.question_id == qid]
             run.flush()
+            progress.advance(STAGE, i, len(order), "questions", qid)
         outcomes.sort(key=lambda o: (order.index(o.id), conditions.index(o.condition)))
         summary = {"strategy": start["strategy"], "model": start["model"], "model_sha256": start["model_sha256"],
-                   "judge_model": judge_gen.entry.name, "questions_file": str(questions_path),
+                   "adapter": start.get("adapter"), "adapter_sha256": start.get("adapter_sha256"),
+                   "judge_model": judge_gen.identity.model, "questions_file": str(questions_path),
                    "n_questions": len(order), "conditions": summarise_outcomes(outcomes, conditions),
                    "seconds": round(time.perf_counter() - t_start, 1), "rejudged": source}
         return finish(ws, run, summary, outcomes)

@@ -7,14 +7,12 @@ or parsing problem) or only ranked too low (a ranking problem).
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from appliance import __version__
-from appliance.audit import AuditStore
-from appliance.evaluation.golden import Question, load_questions, normalise
+from appliance.evaluation.golden import Question, load_questions
 from appliance.retrieval import Retriever, SearchResult
+from appliance.text import normalise
 from appliance.workspace import Workspace
 
 
@@ -71,8 +69,7 @@ def evaluate_retrieval(ws: Workspace, questions_path: Path, k: int | None = None
     retriever.require_chunks()
     k = k or ws.config.retrieval.k
     results = []
-    with AuditStore(ws.audit_path) as store, store.run("eval-retrieval", command or " ".join(sys.argv),
-                                                        ws.config.to_dict(), __version__) as run:
+    with ws.run("eval-retrieval", command) as run:
         for q in questions:
             caller = sorted(set(groups or []) | set(q.groups))
             res = retriever.search(q.question, k=k, mode=mode, groups=caller, rerank=rerank)

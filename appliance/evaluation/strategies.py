@@ -17,13 +17,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.choices import STRATEGIES
 from appliance.config import Config
-from appliance.evaluation.golden import content_words
-from appliance.evaluation.judge import is_refusal, norm_answer
-from appliance.llm import Generation, LlamaCppGenerator, SamplingParams
+from appliance.errors import UsageError
+from appliance.evaluation.judge import is_refusal
+from appliance.llm import Generation, Generator, SamplingParams
 from appliance.llm.prompts import PERSPECTIVES, SYNTHESIS, PromptTemplate
-
-STRATEGIES = ("single", "best-of-n", "self-consistency", "council")
+from appliance.text import content_words, norm_answer
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def _agreement(i: int, keys: list[set[str]]) -> float:
 class StrategyRunner:
     """Runs a named strategy for one question with one generator."""
 
-    def __init__(self, generator: LlamaCppGenerator, cfg: Config) -> None:
+    def __init__(self, generator: Generator, cfg: Config) -> None:
         self.gen = generator
         self.cfg = cfg
         self.greedy = SamplingParams.from_config(cfg.llm)
@@ -119,7 +119,7 @@ class StrategyRunner:
                                    context=context or "(none: answer from your own knowledge)", drafts=drafts)
             return StrategyResult(synthesis.gen.text, [*steps, synthesis],
                                   {"perspectives": {s.role: s.gen.text for s in steps}})
-        raise ValueError(f"unknown strategy {strategy!r} (choose {', '.join(STRATEGIES)})")
+        raise UsageError(f"unknown strategy {strategy!r} (choose {', '.join(STRATEGIES)})")
 
     def _best_of_n(self, steps: list[Step], texts: list[str], context: str) -> StrategyResult:
         keys = [content_words(t) for t in texts]

@@ -9,23 +9,26 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-import sys
 import time
 import tomllib
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from appliance import __version__
-from appliance.audit import AuditStore
 from appliance.config import Config
+from appliance.errors import UsageError
 from appliance.ingest.chunking import Chunk, chunker_params, structure_chunks, window_chunks
-from appliance.ingest.partition import SUPPORTED, SkipFile, partition_file
+from appliance.ingest.partition import SUPPORTED, Parsed, SkipFile, partition_file
 from appliance.models import sha256_file
+from appliance.progress import Progress
 from appliance.retrieval.index import ChunkIndex, check_groups
 from appliance.workspace import Workspace
 
-Progress = Callable[[str], None]
+if TYPE_CHECKING:
+    from appliance.audit import Run
+    from appliance.retrieval.embed import Embedder
+
+STAGE = "ingest"
 # Bump when parsing or chunking code changes what a file turns into: every file is then re-ingested.
 PIPELINE_VERSION = 5
 
@@ -100,10 +103,10 @@ class AccessRules:
                 try:
                     raw = tomllib.loads(path.read_text())
                 except tomllib.TOMLDecodeError as e:
-                    raise ValueError(f"{path}: not valid TOML: {e}") from None
+                    raise UsageError(f"{path}: not valid TOML: {e}") from None
                 for pattern, groups in raw.items():
                     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-                        raise ValueError(f"{path}: {pattern!r} must map to a list of group names")
+                        raise UsageError(f"{path}: {pattern!r} must map to a list of group names")
                     rules[pattern] = check_groups(groups)
             self._cache[folder] = rules
         return self._cache[folder]
@@ -129,109 +132,161 @@ def _signature(cfg: Config, groups: list[str], embedder_sha: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A file found under the given paths and what its index entry needs to be."""
+
+    path: Path
+    key: str                     # resolved path: the document's identity in the index
+    sha256: str
+    groups: list[str]
+    signature: str               # chunker settings, groups, embedder and pipeline version
+    old: dict[str, Any] | None   # its document row in the index, if any
+
+    @property
+    def unchanged(self) -> bool:
+        return bool(self.old and self.old["file_sha256"] == self.sha256 and self.old["signature"] == self.signature)
+
+
+class Ingestor:
+    """Turns files into index rows: parse, chunk (sized to the embedder), embed, write; one embedder and one index
+    for the whole run."""
+
+    def __init__(self, ws: Workspace, groups: list[str]) -> None:
+        from appliance.retrieval.embed import Embedder
+
+        self.cfg = ws.config
+        self.groups = groups
+        self.embedder: Embedder = Embedder(self.cfg)
+        self.index = ChunkIndex(ws.index_dir, self.embedder.dim)
+        self.access = AccessRules()
+        self.params = chunker_params(self.cfg.ingest)
+        self.over_window = 0
+
+    def plan(self, files: list[Path], known: dict[str, dict[str, Any]]) -> list[Planned]:
+        """Each file with its hash, groups (command line + .access.toml) and the signature it must be indexed with."""
+        out = []
+        for path in files:
+            key = str(path.resolve())
+            groups = sorted(set(self.groups) | set(self.access.groups_for(path)))
+            out.append(Planned(path, key, sha256_file(path), groups,
+                               _signature(self.cfg, groups, self.embedder.entry.sha256), known.get(key)))
+        return out
+
+    def parse(self, p: Planned) -> Parsed:
+        """The file's elements (SkipFile when it cannot be ingested), with a warning when its groups change."""
+        if p.path.suffix.lower() not in SUPPORTED:
+            raise SkipFile(f"unsupported file type {p.path.suffix or '(none)'}")
+        parsed = partition_file(p.path, self.cfg.ingest)
+        if p.old and sorted(p.old["groups"] or []) != p.groups:
+            parsed.warnings.append(f"access groups change from {sorted(p.old['groups'] or []) or 'public'} "
+                                   f"to {p.groups or 'public'}")
+        return parsed
+
+    def chunk(self, parsed: Parsed) -> list[Chunk]:
+        """Chunks by the configured chunker, sized to what the embedder reads."""
+        cfg, emb = self.cfg.ingest, self.embedder
+        if cfg.chunker == "window":
+            return window_chunks(parsed.elements, cfg, emb.offsets, emb.count)
+
+        def budget(section: tuple[str, ...]) -> int:  # what the embedder's window leaves after the prefix
+            prefix = emb.count(" > ".join(section)) + 1 if cfg.section_prefix and section else 0
+            return max(32, emb.max_tokens - 2 - prefix - 4)
+
+        return structure_chunks(parsed.elements, cfg, emb.count, budget)
+
+    def rows(self, p: Planned, chunks: list[Chunk]) -> list[dict[str, Any]]:
+        """Index rows of the chunks (embedded with their section prefix), identical chunks kept once."""
+        texts = [_search_text(c, self.cfg.ingest.section_prefix) for c in chunks]
+        vectors = self.embedder.embed(texts)
+        doc_id = hashlib.sha256(p.key.encode()).hexdigest()
+        seen: set[str] = set()
+        rows = []
+        for c, text, vec in zip(chunks, texts, vectors):
+            content = hashlib.sha256(" ".join(c.text.split()).encode()).hexdigest()
+            if content in seen:
+                continue
+            seen.add(content)
+            self.over_window += self.embedder.count(text) + 2 > self.embedder.max_tokens
+            rows.append({
+                "chunk_id": hashlib.sha256(f"{doc_id}:{c.ordinal}:{content}".encode()).hexdigest()[:32],
+                "doc_id": doc_id, "path": p.key, "file_name": p.path.name, "file_sha256": p.sha256,
+                "page_start": c.page_start, "page_end": c.page_end, "section": " > ".join(c.section),
+                "element_types": list(c.element_types), "text": c.text, "search_text": text,
+                "content_sha256": content, "groups": p.groups, "public": not p.groups,
+                "chunker": self.params["chunker"], "chunker_params": json.dumps(self.params, sort_keys=True),
+                "n_tokens": c.n_tokens, "ordinal": c.ordinal, "vector": vec.tolist(),
+            })
+        return rows
+
+    def ingest_file(self, run: Run, p: Planned) -> FileOutcome:
+        """Parse, chunk, embed and write one changed file; its chunks replace the old ones in one step."""
+        t0 = time.perf_counter()
+        try:
+            parsed = self.parse(p)
+        except SkipFile as e:
+            run.event("file_skipped", path=p.key, sha256=p.sha256, reason=str(e))
+            return FileOutcome(str(p.path), "skipped", str(e))
+        chunks = self.chunk(parsed)
+        rows = self.rows(p, chunks)
+        doc_id = hashlib.sha256(p.key.encode()).hexdigest()
+        self.index.replace_document({"doc_id": doc_id, "path": p.key, "file_sha256": p.sha256, "groups": p.groups,
+                                     "signature": p.signature}, rows)
+        run.event("file_ingested", path=p.key, sha256=p.sha256, chunks=len(rows), groups=p.groups, **self.params,
+                  duplicates_dropped=len(chunks) - len(rows), warnings=parsed.warnings)
+        pages = {e.page for e in parsed.elements if e.page is not None}
+        return FileOutcome(str(p.path), "ingested", chunks=len(rows), warnings=parsed.warnings,
+                           seconds=round(time.perf_counter() - t0, 3),
+                           words=sum(len(e.text.split()) for e in parsed.elements), pages=len(pages) if pages else None)
+
+    def prune(self, run: Run, paths: list[Path], files: list[Path], known: dict[str, dict[str, Any]]
+              ) -> list[FileOutcome]:
+        """Remove indexed documents that vanished from the given folders."""
+        roots = [str(p.resolve()) for p in paths if p.is_dir()]
+        present = {str(f.resolve()) for f in files}
+        removed = []
+        for doc_path, doc in known.items():
+            if doc_path not in present and any(doc_path.startswith(r.rstrip("/") + "/") for r in roots):
+                self.index.remove_document(doc["doc_id"])
+                removed.append(FileOutcome(doc_path, "removed", "no longer in the ingested folder"))
+                run.event("file_removed", path=doc_path)
+        return removed
+
+
 def ingest(ws: Workspace, paths: list[Path], groups: list[str] | None = None, prune: bool = False,
            progress: Progress | None = None, command: str = "") -> IngestReport:
-    """Ingest files and folders into the workspace index; see the module docstring."""
-    from appliance.retrieval.embed import Embedder
-
-    say = progress or (lambda msg: None)
-    cfg = ws.config
-    groups = check_groups(groups or [])
+    """Ingest files and folders into the workspace index; see the module docstring. Each file is written whole
+    (its chunks and its audit event), so a killed ingest loses at most the file in progress and a rerun goes on."""
+    progress = progress or Progress()
     t0 = time.perf_counter()
-    embedder = Embedder(cfg)
-    index = ChunkIndex(ws.index_dir, embedder.dim)
+    ingestor = Ingestor(ws, check_groups(groups or []))
     files, outcomes = discover(paths)
-    known = index.documents_by_path()
-    access = AccessRules()
-    params = chunker_params(cfg.ingest)
-    total_chunks = over_window = 0
-    changed = False
-    with AuditStore(ws.audit_path) as store, store.run("ingest", command or " ".join(sys.argv), cfg.to_dict(),
-                                                        __version__) as run:
+    known = ingestor.index.documents_by_path()
+    with ws.run("ingest", command) as run:
         for o in outcomes:
             run.event("file_skipped", path=o.path, reason=o.detail)
-        for n, path in enumerate(files, 1):
-            key = str(path.resolve())
-            file_sha = sha256_file(path)
-            old = known.get(key)
-            file_groups = sorted(set(groups) | set(access.groups_for(path)))
-            signature = _signature(cfg, file_groups, embedder.entry.sha256)
-            if old and old["file_sha256"] == file_sha and old["signature"] == signature:
-                outcomes.append(FileOutcome(str(path), "unchanged", chunks=old["n_chunks"]))
-                run.event("file_unchanged", path=key, sha256=file_sha)
-                continue
-            say(f"[{n}/{len(files)}] {path}")
-            t_file = time.perf_counter()
-            try:
-                if path.suffix.lower() not in SUPPORTED:
-                    raise SkipFile(f"unsupported file type {path.suffix or '(none)'}")
-                parsed = partition_file(path, cfg.ingest)
-            except SkipFile as e:
-                outcomes.append(FileOutcome(str(path), "skipped", str(e)))
-                run.event("file_skipped", path=key, sha256=file_sha, reason=str(e))
-                say(f"  skipped: {e}")
-                continue
-            if old and sorted(old["groups"] or []) != file_groups:
-                parsed.warnings.append(f"access groups change from {sorted(old['groups'] or []) or 'public'} "
-                                       f"to {file_groups or 'public'}")
-            if cfg.ingest.chunker == "window":
-                chunks = window_chunks(parsed.elements, cfg.ingest, embedder.offsets, embedder.count)
+        planned = ingestor.plan(files, known)
+        progress.start(STAGE, len(planned), "files")
+        for n, p in enumerate(planned, 1):
+            if p.unchanged:
+                outcomes.append(FileOutcome(str(p.path), "unchanged", chunks=p.old["n_chunks"] if p.old else 0))
+                run.event("file_unchanged", path=p.key, sha256=p.sha256)
             else:
-                def budget(section: tuple[str, ...]) -> int:  # what the embedder's window leaves after the prefix
-                    prefix = embedder.count(" > ".join(section)) + 1 if cfg.ingest.section_prefix and section else 0
-                    return max(32, embedder.max_tokens - 2 - prefix - 4)
-
-                chunks = structure_chunks(parsed.elements, cfg.ingest, embedder.count, budget)
-            seen: set[str] = set()
-            rows = []
-            texts = [_search_text(c, cfg.ingest.section_prefix) for c in chunks]
-            vectors = embedder.embed(texts)
-            doc_id = hashlib.sha256(key.encode()).hexdigest()
-            for c, text, vec in zip(chunks, texts, vectors):
-                content = hashlib.sha256(" ".join(c.text.split()).encode()).hexdigest()
-                if content in seen:
-                    continue
-                seen.add(content)
-                over_window += embedder.count(text) + 2 > embedder.max_tokens
-                rows.append({
-                    "chunk_id": hashlib.sha256(f"{doc_id}:{c.ordinal}:{content}".encode()).hexdigest()[:32],
-                    "doc_id": doc_id, "path": key, "file_name": path.name, "file_sha256": file_sha,
-                    "page_start": c.page_start, "page_end": c.page_end, "section": " > ".join(c.section),
-                    "element_types": list(c.element_types), "text": c.text, "search_text": text,
-                    "content_sha256": content, "groups": file_groups, "public": not file_groups,
-                    "chunker": params["chunker"],
-                    "chunker_params": json.dumps(params, sort_keys=True), "n_tokens": c.n_tokens,
-                    "ordinal": c.ordinal, "vector": vec.tolist(),
-                })
-            index.replace_document({"doc_id": doc_id, "path": key, "file_sha256": file_sha, "groups": file_groups,
-                                    "signature": signature}, rows)
-            changed = True
-            total_chunks += len(rows)
-            pages = {e.page for e in parsed.elements if e.page is not None}
-            outcomes.append(FileOutcome(str(path), "ingested", chunks=len(rows), warnings=parsed.warnings,
-                                        seconds=round(time.perf_counter() - t_file, 3),
-                                        words=sum(len(e.text.split()) for e in parsed.elements),
-                                        pages=len(pages) if pages else None))
-            run.event("file_ingested", path=key, sha256=file_sha, chunks=len(rows), groups=file_groups, **params,
-                      duplicates_dropped=len(chunks) - len(rows), warnings=parsed.warnings)
-            run.flush()
-            for w in parsed.warnings:
-                say(f"  warning: {w}")
+                outcome = ingestor.ingest_file(run, p)
+                outcomes.append(outcome)
+                run.flush()
+                for note in ([f"skipped {p.path}: {outcome.detail}"] if outcome.status == "skipped" else
+                             [f"warning: {p.path}: {w}" for w in outcome.warnings]):
+                    progress.note(note, STAGE)
+            progress.advance(STAGE, n, len(planned), "files", f"{p.path.name} {outcomes[-1].status}")
         if prune:
-            roots = [str(p.resolve()) for p in paths if p.is_dir()]
-            present = {str(f.resolve()) for f in files}
-            for doc_path, doc in known.items():
-                if doc_path not in present and any(doc_path.startswith(r.rstrip("/") + "/") for r in roots):
-                    index.remove_document(doc["doc_id"])
-                    changed = True
-                    outcomes.append(FileOutcome(doc_path, "removed", "no longer in the ingested folder"))
-                    run.event("file_removed", path=doc_path)
-        if changed:
-            say("updating the full-text and vector indices")
-            index.rebuild_indices()
+            outcomes += ingestor.prune(run, paths, files, known)
+        if any(o.status in ("ingested", "removed") for o in outcomes):
+            progress.note("updating the full-text and vector indices", STAGE)
+            ingestor.index.rebuild_indices()
         report = IngestReport(run_id=run.run_id, files=outcomes, seconds=round(time.perf_counter() - t0, 2),
-                              chunks_total=index.count(), over_window=over_window,
-                              embedder_window=embedder.max_tokens)
+                              chunks_total=ingestor.index.count(), over_window=ingestor.over_window,
+                              embedder_window=ingestor.embedder.max_tokens)
         run.event("ingest_summary", counts=report.counts(), chunks_total=report.chunks_total,
-                  over_window=over_window, seconds=report.seconds)
+                  over_window=report.over_window, seconds=report.seconds)
     return report

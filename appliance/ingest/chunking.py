@@ -10,15 +10,14 @@ Every chunk records its chunker and parameters, its pages and section path.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.config import IngestConfig
 from appliance.ingest.partition import Element
+from appliance.text import sentences
 
 TokenCounter = Callable[[str], int]
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class _Unit:
 def _split_long(text: str, limit: int, count: TokenCounter) -> list[str]:
     """Cut text at sentence ends (then at words) into pieces of at most `limit` word pieces."""
     pieces, cur = [], ""
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in sentences(text):
         cand = f"{cur} {sentence}".strip()
         if count(cand) <= limit:
             cur = cand

@@ -5,42 +5,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.config import LLMConfig
+from appliance.errors import UsageError
+from appliance.llm.base import Generation, Identity, SamplingParams
 from appliance.llm.prompts import PromptTemplate
 from appliance.models import ModelEntry
 
 
-@dataclass(frozen=True)
-class SamplingParams:
-    """Sampling settings of one generation (recorded with it)."""
-
-    temperature: float
-    top_p: float
-    max_tokens: int
-    seed: int
-
-    @classmethod
-    def from_config(cls, cfg: LLMConfig) -> SamplingParams:
-        return cls(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=cfg.seed)
-
-
-@dataclass(frozen=True)
-class Generation:
-    """What a generation produced, with the exact prompt and its cost."""
-
-    text: str
-    prompt: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency_ms: float
-    finish_reason: str
-
-
 class LlamaCppGenerator:
-    """A GGUF model served by llama.cpp on this machine (CPU, or GPU layers when the build supports it)."""
+    """A GGUF model served by llama.cpp on this machine (CPU, or GPU layers when the build supports it); one
+    implementation of the Generator protocol."""
 
     backend = "llama.cpp"
 
@@ -48,7 +24,9 @@ class LlamaCppGenerator:
         import llama_cpp
 
         self.entry = entry
+        self.identity = Identity(entry.name, entry.sha256)
         self.cfg = cfg
+        self.n_ctx = cfg.n_ctx
         self.llm = llama_cpp.Llama(
             model_path=str(path), n_ctx=cfg.n_ctx, n_batch=cfg.n_batch,
             n_threads=cfg.n_threads or os.cpu_count() or 1, seed=cfg.seed,
@@ -64,16 +42,18 @@ class LlamaCppGenerator:
     def _token_text(self, token: int) -> str:
         return self.llm._model.token_get_text(token) if token != -1 else ""
 
-    @property
-    def uses_chat_template(self) -> bool:
-        return self._chat is not None
-
     def render(self, template: PromptTemplate, **fields: str) -> tuple[str, tuple[str, ...]]:
         """The exact prompt text for this model (its GGUF chat template, or the plain form) and its stop strings."""
         if self._chat is not None:
-            response = self._chat(messages=template.messages(**fields))
-            return response.prompt, tuple(s for s in [self._eos] if s)
+            return self.render_messages(template.messages(**fields))
         return template.completion(**fields), template.stop
+
+    def render_messages(self, messages: list[dict[str, str]]) -> tuple[str, tuple[str, ...]]:
+        """Chat messages through the GGUF's own chat template; a model without one (a base model) gets their
+        contents one after another and stops at a blank line."""
+        if self._chat is not None:
+            return self._chat(messages=messages).prompt, tuple(s for s in [self._eos] if s)
+        return "\n\n".join(m["content"] for m in messages) + "\n", ("\n\n",)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` for this model (for budgets and estimates)."""
@@ -94,7 +74,7 @@ class LlamaCppGenerator:
         add_special = not (self._bos and prompt.startswith(self._bos))
         tokens = self.llm.tokenize(prompt.encode(), add_bos=add_special, special=True)
         if len(tokens) + params.max_tokens > self.cfg.n_ctx:
-            raise ValueError(f"prompt of {len(tokens)} tokens + {params.max_tokens} to generate exceeds "
+            raise UsageError(f"prompt of {len(tokens)} tokens + {params.max_tokens} to generate exceeds "
                              f"n_ctx={self.cfg.n_ctx}; shorten it or raise llm.n_ctx")
         t0 = time.perf_counter()
         out = self.llm.create_completion(

@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from appliance.choices import RETRIEVAL_MODES
 from appliance.config import Config
+from appliance.errors import UsageError
 from appliance.retrieval.embed import Embedder
 from appliance.retrieval.index import ChunkIndex
-
-MODES = ("vector", "fts", "hybrid")
+from appliance.text import normalise, sentences
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,11 @@ class Retriever:
     def require_chunks(self, hint: str = "") -> None:
         """Refuse to go on with an empty index, saying what to do."""
         if self.index.count() == 0:
-            raise ValueError(f"the index is empty: run `appliance ingest PATH...` first{hint}")
+            raise UsageError(f"the index is empty: run `appliance ingest PATH...` first{hint}")
 
     def visible(self, groups: list[str]) -> list[tuple[dict[str, Any], str]]:
         """Every chunk a caller holding `groups` may see, with its evidence-matching form (normalise()); read and
         normalised once per group set for the life of this retriever."""
-        from appliance.evaluation.golden import normalise
-
         key = tuple(sorted(groups))
         if key not in self._visible:
             self._visible[key] = [(c, normalise(c["text"])) for c in self.index.visible_chunks(list(key))]
@@ -88,10 +87,10 @@ class Retriever:
         """Top-k chunks for `query` visible to a caller holding `groups`."""
         r = self.cfg.retrieval
         k, mode, rerank, groups = k or r.k, mode or r.mode, rerank or r.rerank, sorted(groups or [])
-        if mode not in MODES:
-            raise ValueError(f"unknown retrieval mode {mode!r} (choose {', '.join(MODES)})")
+        if mode not in RETRIEVAL_MODES:
+            raise UsageError(f"unknown retrieval mode {mode!r} (choose {', '.join(RETRIEVAL_MODES)})")
         if not query.strip():
-            raise ValueError("the query is empty")
+            raise UsageError("the query is empty")
         t0 = time.perf_counter()
         n = max(r.candidates, k)
         vec_rows: list[dict] = []
@@ -131,17 +130,15 @@ class Retriever:
     def _rerank_sentences(self, qvec: np.ndarray, fused: list) -> list:
         """Order candidates by the best cosine between the query and any one sentence of the chunk, tie-broken by
         the fused score: a long chunk is judged by its most relevant sentence, not its average."""
-        from appliance.ingest.chunking import _SENTENCE_END
-
-        sentences, owner = [], []
+        texts, owner = [], []
         for i, (row, *_rest) in enumerate(fused):
-            for s in _SENTENCE_END.split(row["text"]):
+            for s in sentences(row["text"]):
                 if len(s.split()) >= 3:
-                    sentences.append(s)
+                    texts.append(s)
                     owner.append(i)
-        if not sentences:
+        if not texts:
             return fused
-        sims = self.embedder.embed(sentences) @ qvec
+        sims = self.embedder.embed(texts) @ qvec
         best = np.full(len(fused), -1.0)
         for i, s in zip(owner, sims):
             best[i] = max(best[i], float(s))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from appliance.config import Config
-from appliance.models import ModelEntry, verified_path
+from appliance.models import ModelCatalog, ModelEntry
 
 
 class Embedder:
@@ -15,7 +15,7 @@ class Embedder:
 
     def __init__(self, cfg: Config) -> None:
         self.entry: ModelEntry
-        self.entry, self.path = verified_path(cfg.models.embedder, cfg.models_dir)
+        self.entry, self.path = ModelCatalog(cfg.models_dir).verified_path(cfg.models.embedder)
         self.batch = cfg.retrieval.embed_batch
 
     @cached_property

@@ -12,6 +12,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from appliance.errors import UsageError
+
 GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RESULT_COLUMNS = ["vector", "chunk_id", "doc_id", "path", "file_name", "file_sha256", "page_start", "page_end", "section",
                   "element_types", "text", "content_sha256", "groups", "chunker", "chunker_params", "n_tokens",
@@ -23,7 +25,7 @@ def check_groups(groups: list[str]) -> list[str]:
     """Validate access-group names (they end up in query filters)."""
     for g in groups:
         if not GROUP_NAME.match(g):
-            raise ValueError(f"invalid access group {g!r}: letters, digits, '_', '.', '-' only, at most 64")
+            raise UsageError(f"invalid access group {g!r}: letters, digits, '_', '.', '-' only, at most 64")
     return sorted(set(groups))
 
 
@@ -81,11 +83,11 @@ class ChunkIndex:
         self.documents = (self.db.open_table("documents") if "documents" in names
                           else self.db.create_table("documents", schema=DOCUMENT_SCHEMA))
         if "public" not in self.chunks.schema.names:
-            raise ValueError(f"the index in {root} was built by an older version of the appliance: delete that "
+            raise UsageError(f"the index in {root} was built by an older version of the appliance: delete that "
                              f"folder and ingest again")
         width = self.chunks.schema.field("vector").type.list_size
         if width != dim:
-            raise ValueError(f"the index holds {width}-d vectors but the embedder makes {dim}-d ones: "
+            raise UsageError(f"the index holds {width}-d vectors but the embedder makes {dim}-d ones: "
                              f"re-ingest into a new workspace")
 
     def documents_by_path(self) -> dict[str, dict[str, Any]]:
