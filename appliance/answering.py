@@ -176,10 +176,11 @@ class Answerer:
             raise UsageError("this condition needs the document index; none is open")
         return self.retriever
 
-    def context(self, question: str, condition: str, groups: list[str], evidence: tuple[str, ...] = ()
-                ) -> tuple[Context, SearchResult | None]:
+    def context(self, question: str, condition: str, groups: list[str], evidence: tuple[str, ...] = (),
+                fixed: list[Passage] | None = None) -> tuple[Context, SearchResult | None]:
         """The passages of `condition` for `question` as the model will see them, and the retrieval result (rag);
-        `evidence` (gold quotes) makes the oracle possible and tells whether the passages hold them."""
+        `evidence` (gold quotes) makes the oracle possible and tells whether the passages hold them; `fixed`
+        passages (a probe question's own) replace retrieval under rag."""
         e = self.cfg.eval
         count = self.generator.count_tokens
         if condition == "closed-book":
@@ -189,6 +190,9 @@ class Answerer:
             kept, dropped = budget(passages, e.context_max_tokens, count)
             return Context(condition, kept, covers_evidence(evidence, "\n".join(p.text for p in kept)), dropped,
                            missing), None
+        if condition == "rag" and fixed is not None:
+            kept, dropped = budget(fixed, e.context_max_tokens, count)
+            return Context(condition, kept, covers_evidence(evidence, "\n".join(p.text for p in kept)), dropped), None
         if condition == "rag":
             result = self._index().search(question, k=e.context_k, groups=groups)
             return retrieved_context(result, e.context_max_tokens, count, evidence, e.context_order), result
@@ -201,12 +205,13 @@ class Answerer:
         return self.strategies.run(strategy, CONTEXT, question, context.render())
 
     def answer(self, question: str, condition: str = "rag", strategy: str = "single", groups: list[str] | None = None,
-               evidence: tuple[str, ...] = (), run: Run | None = None, question_id: str | None = None) -> Answer:
+               evidence: tuple[str, ...] = (), run: Run | None = None, question_id: str | None = None,
+               fixed: list[Passage] | None = None) -> Answer:
         """Context, generation and (with `run`) the retrieval and answer rows of one question."""
         if not question.strip():
             raise UsageError("the question is empty")
         t0 = time.perf_counter()
-        ctx, retrieval = self.context(question, condition, sorted(groups or []), evidence)
+        ctx, retrieval = self.context(question, condition, sorted(groups or []), evidence, fixed)
         result = self.generate(question, ctx, strategy)
         row_hash = None
         if run is not None:

@@ -10,6 +10,8 @@ Rerank = Literal["none", "sentence"]
 ContextOrder = Literal["best-first", "best-last"]
 Strategy = Literal["single", "best-of-n", "self-consistency", "council"]
 Condition = Literal["closed-book", "oracle", "rag"]     # in the order a question runs through them
+SDGKind = Literal["fact", "number", "table", "procedure", "free"]
+ExportFormat = Literal["prompt-completion", "chat", "alpaca", "openai"]
 
 CHUNKERS: tuple[str, ...] = get_args(Chunker)
 RETRIEVAL_MODES: tuple[str, ...] = get_args(RetrievalMode)
@@ -17,3 +19,5 @@ RERANKS: tuple[str, ...] = get_args(Rerank)
 CONTEXT_ORDERS: tuple[str, ...] = get_args(ContextOrder)
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 CONDITIONS: tuple[str, ...] = get_args(Condition)
+SDG_KINDS: tuple[str, ...] = get_args(SDGKind)
+EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)

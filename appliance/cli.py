@@ -100,8 +100,9 @@ def _registrars() -> list[cliutil.Register]:
     from appliance.evaluation import commands as evaluation
     from appliance.ingest import commands as ingest
     from appliance.retrieval import commands as retrieval
+    from appliance.sdg import commands as sdg
 
-    return [_register_core, ingest.register, retrieval.register, evaluation.register, audit.register]
+    return [_register_core, ingest.register, retrieval.register, evaluation.register, sdg.register, audit.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

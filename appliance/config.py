@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from appliance.choices import Chunker, ContextOrder, RetrievalMode, Rerank
+from appliance.choices import SDG_KINDS, Chunker, ContextOrder, RetrievalMode, Rerank, SDGKind
 from appliance.errors import ConfigError
 from appliance.models import DEFAULT_MODELS_DIR
 
@@ -97,6 +97,31 @@ class EvalConfig:
 
 
 @dataclass
+class SDGConfig:
+    """Synthetic data (`appliance sdg ...`): which pairs are made from the indexed chunks, how they are filtered, and
+    how training examples, datasets and the abstention probe are cut."""
+
+    kinds: list[SDGKind] = field(default_factory=lambda: list(SDG_KINDS))
+    per_chunk: int = 2                      # anchors (candidate pairs) taken from one chunk
+    target_pairs: int = 0                   # stop once this many training + validation pairs are kept (0: all chunks)
+    free_share: float = 0.1                 # share of chunks whose pair the model writes whole (free-form)
+    attempts: int = 3                       # a question that does not parse is asked again this often, then a failure
+    min_question_words: int = 5
+    max_question_words: int = 40
+    max_answer_words: int = 60
+    grounding_min: float = 0.6              # share of the question's content words found in its evidence and section
+    duplicate_jaccard: float = 0.7          # MinHash Jaccard (question word 2-grams) above which pairs are duplicates
+    golden_ngram_jaccard: float = 0.5       # contamination: word 3-gram Jaccard with any golden question
+    golden_cosine: float = 0.9              # contamination: MiniLM cosine with any golden question
+    withheld_share: float = 0.25            # training examples whose evidence is withheld (target: the refusal)
+    validation_share: float = 0.1           # documents whose pairs go to validation
+    probe_share: float = 0.2                # documents held out of training for the abstention probe
+    probe_questions: int = 120              # probe questions (each asked with evidence withheld and present)
+    judge_model: str = ""                   # free-form pairs: a judge model other than the generator ("" none)
+    seed: int = 0
+
+
+@dataclass
 class Config:
     """Everything configurable, in one object."""
 
@@ -105,6 +130,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sdg: SDGConfig = field(default_factory=SDGConfig)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -117,6 +143,13 @@ class Config:
                 _coerce(section.name, f, typ, getattr(obj, f))
         if self.eval.samples < 1 or self.eval.judge_repeats < 1 or self.eval.context_k < 1:
             raise ConfigError("eval.samples, eval.judge_repeats and eval.context_k must be at least 1")
+        shares = {"sdg.free_share": self.sdg.free_share, "sdg.withheld_share": self.sdg.withheld_share,
+                  "sdg.validation_share": self.sdg.validation_share, "sdg.probe_share": self.sdg.probe_share}
+        for key, value in shares.items():
+            if not 0 <= value < 1:
+                raise ConfigError(f"{key} = {value}: a share between 0 and 1 (1 excluded)")
+        if self.sdg.validation_share + self.sdg.probe_share >= 1:
+            raise ConfigError("sdg.validation_share + sdg.probe_share leave no documents for training")
         if not 0 <= self.ingest.window_overlap < self.ingest.window_tokens:
             raise ConfigError("ingest.window_overlap must be >= 0 and smaller than ingest.window_tokens")
 

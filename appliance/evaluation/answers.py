@@ -10,17 +10,15 @@ question, in the same run.
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from appliance.answering import Answerer
-from appliance.audit import AuditStore, Run
+from appliance.answering import Answerer, Passage
+from appliance.audit import Run
 from appliance.choices import CONDITIONS, STRATEGIES
-from appliance.config import Config, section_sha256
+from appliance.config import Config
 from appliance.errors import UsageError
 from appliance.evaluation.estimate import Estimate, estimate_run, measure_speed
 from appliance.evaluation.golden import Question, load_questions
@@ -29,7 +27,8 @@ from appliance.evaluation.judge import AnswerJudge
 from appliance.llm import Generator, load_generator
 from appliance.llm.prompts import CLOSED_BOOK, CONTEXT
 from appliance.progress import Progress
-from appliance.workspace import Workspace, this_command
+from appliance.resume import find_resumable, process_event
+from appliance.workspace import Workspace
 
 STAGE = "eval answers"
 # The configuration sections an evaluation reads: a resumed run must find them as it left them (keys added by a
@@ -82,53 +81,17 @@ class ResumePoint:
     done: list[AnswerOutcome]
 
 
-def config_differences(started: dict[str, Any], now: Config, sections: tuple[str, ...]) -> list[str]:
-    """The `section.key`s whose value differs between a run's recorded configuration and `now`, over `sections`;
-    keys that exist on one side only (added or dropped by another appliance version) are not differences."""
-    current = now.to_dict()
-    diffs = []
-    for s in sections:
-        old, new = started.get(s, {}), current.get(s, {})
-        if section_sha256(old) == section_sha256(new):
-            continue
-        diffs += [f"{s}.{k}" for k in sorted(set(old) & set(new)) if old[k] != new[k]]
-    return diffs
-
-
 def resume_point(ws: Workspace, run_prefix: str) -> ResumePoint:
-    """The unclosed `eval answers` run named by `run_prefix`, refused if it ended, is still running on this host,
-    its questions file changed, or the configuration it reads changed."""
-    with AuditStore(ws.audit_path) as store:
-        info = store.find_run(run_prefix, ("eval-answers",))
-        starts = store.events(info.run_id, "eval_answers_start", "run_resumed", "run_interrupted")
-        done = store.events(info.run_id, "question_done")
-    if info.status is not None:
-        raise UsageError(f"run {info.run_id} finished (or failed and was closed); only a killed run can be resumed")
-    start, last = starts[0], starts[-1]   # what it was asked; the process that worked on it last (or its stop)
-    if last["kind"] != "run_interrupted" and last.get("host") == socket.gethostname() and _alive(last.get("pid")):
-        raise UsageError(f"run {info.run_id} is still running (pid {last['pid']})")
-    changed = config_differences(info.config, ws.config, RESUME_SECTIONS)
-    if changed:
-        raise UsageError(f"run {info.run_id} was made with other settings ({', '.join(changed)}); resume it with "
-                         f"the same config.toml and --set options")
+    """The unclosed `eval answers` run named by `run_prefix` (see find_resumable), refused also if its questions
+    file changed."""
+    r = find_resumable(ws, run_prefix, "eval-answers", "eval_answers_start", RESUME_SECTIONS, "question_done")
+    start = r.start
     plan = Plan.make(Path(start["questions_file"]), start["conditions"], start["strategy"], start["model"],
                      start.get("groups"), start["n_questions"])
     if plan.questions_sha256 != start["questions_sha256"]:
-        raise UsageError(f"{plan.questions_file} changed since run {info.run_id} started; it cannot be resumed")
-    outcomes = [AnswerOutcome(**o) for event in done for o in event["outcomes"]]
-    return ResumePoint(info.run_id, plan, start["model_sha256"], outcomes)
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        raise UsageError(f"{plan.questions_file} changed since run {r.run_id} started; it cannot be resumed")
+    outcomes = [AnswerOutcome(**o) for event in r.done for o in event["outcomes"]]
+    return ResumePoint(r.run_id, plan, start["model_sha256"], outcomes)
 
 
 def _estimate(gen: Generator, cfg: Config, answerer: Answerer, questions: list[Question], plan: Plan
@@ -149,16 +112,14 @@ def _estimate(gen: Generator, cfg: Config, answerer: Answerer, questions: list[Q
 def _start_event(plan: Plan, point: ResumePoint | None, command: str, gen: Generator,
                  judge: Generator) -> tuple[str, dict[str, Any]]:
     """The first event of this process's work on the run: what a new run is asked to do, or who resumed it."""
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
     if point is not None:
-        return "run_resumed", {"command": command or this_command(), **me,
-                               "questions_done": sorted({o.id for o in point.done})}
-    return "eval_answers_start", {
-        "questions_file": str(plan.questions_file), "questions_sha256": plan.questions_sha256,
-        "conditions": plan.conditions, "strategy": plan.strategy, "model": gen.identity.model,
-        "model_sha256": gen.identity.model_sha256, "adapter": gen.identity.adapter,
-        "adapter_sha256": gen.identity.adapter_sha256, "judge_model": judge.identity.model,
-        "n_questions": len(plan.questions), "groups": plan.groups, **me}
+        return "run_resumed", process_event(command, questions_done=sorted({o.id for o in point.done}))
+    return "eval_answers_start", process_event(
+        command, questions_file=str(plan.questions_file), questions_sha256=plan.questions_sha256,
+        conditions=plan.conditions, strategy=plan.strategy, model=gen.identity.model,
+        model_sha256=gen.identity.model_sha256, adapter=gen.identity.adapter,
+        adapter_sha256=gen.identity.adapter_sha256, judge_model=judge.identity.model,
+        n_questions=len(plan.questions), groups=plan.groups)
 
 
 def _answer_question(run: Run, answerer: Answerer, judge: AnswerJudge, plan: Plan, q: Question
@@ -167,10 +128,12 @@ def _answer_question(run: Run, answerer: Answerer, judge: AnswerJudge, plan: Pla
     written in one transaction, so a killed run resumes after the last whole question."""
     caller = sorted(set(plan.groups) | set(q.groups))
     grading = QuestionGrading(judge, run, q, plan.strategy)
+    fixed = [Passage(**p) for p in q.extra["passages"]] if "passages" in q.extra else None  # a probe's passages
     outcomes = []
     for cond in plan.conditions:
         t0 = time.perf_counter()
-        ans = answerer.answer(q.question, cond, plan.strategy, caller, q.evidence if q.answerable else (), run, q.id)
+        ans = answerer.answer(q.question, cond, plan.strategy, caller, q.evidence if q.answerable else (), run, q.id,
+                              fixed)
         assert ans.row_hash is not None
         r = ans.result
         outcome = grading.grade(cond, ans.text, ans.row_hash, ans.context.evidence_in_context, len(ans.context.passages),
@@ -231,6 +194,7 @@ def evaluate_answers(ws: Workspace, questions_path: Path | None = None, conditio
                    "adapter": gen.identity.adapter, "adapter_sha256": gen.identity.adapter_sha256,
                    "judge_model": judge_gen.identity.model, "questions_file": str(plan.questions_file),
                    "n_questions": len(plan.questions), "conditions": summarise_outcomes(outcomes, plan.conditions),
+                   "synthetic": any(q.extra.get("synthetic") for q in plan.questions),
                    "seconds": round(time.perf_counter() - t_start, 1), "resumed": bool(point),
                    "estimated_seconds": estimate.seconds if estimate else None}
         return finish(ws, run, summary, outcomes)

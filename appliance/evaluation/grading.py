@@ -11,6 +11,7 @@ from appliance.evaluation.attribution import failure_kind
 from appliance.evaluation.golden import Question
 from appliance.evaluation.judge import AnswerJudge, Verdict
 from appliance.evaluation.report import record_reports, run_report
+from appliance.evaluation.stats import wilson
 
 if TYPE_CHECKING:
     from appliance.audit import Run
@@ -82,6 +83,9 @@ def summarise_outcomes(outcomes: list[AnswerOutcome], conditions: list[str]) -> 
             "n": n, "correct": sum(o.verdict == "correct" for o in rows), "accuracy": _share(rows),
             "answerable_accuracy": _share([o for o in rows if o.kind != "unanswerable"]),
             "unanswerable_refused": f"{sum(o.verdict == 'correct' for o in unans)}/{len(unans)}",
+            "unanswerable_refused_ci95": wilson(sum(o.verdict == "correct" for o in unans), len(unans)),
+            "answerable_correct_ci95": wilson(sum(o.verdict == "correct" for o in rows if o.kind != "unanswerable"),
+                                              sum(o.kind != "unanswerable" for o in rows)),
             "by_kind": {k: {"n": sum(o.kind == k for o in rows), "accuracy": _share([o for o in rows if o.kind == k])}
                         for k in sorted({o.kind for o in rows})},
             "failures": {k: v for k, v in Counter(o.failure_kind for o in rows).items() if k != "correct"},

@@ -104,5 +104,6 @@ def rejudge_run(ws: Workspace, run_prefix: str, questions_path: Path | None = No
                    "adapter": start.get("adapter"), "adapter_sha256": start.get("adapter_sha256"),
                    "judge_model": judge_gen.identity.model, "questions_file": str(questions_path),
                    "n_questions": len(order), "conditions": summarise_outcomes(outcomes, conditions),
+                   "synthetic": any(q.extra.get("synthetic") for q in questions.values()),
                    "seconds": round(time.perf_counter() - t_start, 1), "rejudged": source}
         return finish(ws, run, summary, outcomes)

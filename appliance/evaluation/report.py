@@ -100,7 +100,9 @@ def run_report(ws, summary: dict[str, Any]) -> list[tuple[Path, str]]:
         by_q.setdefault(q["id"], {"kind": q["kind"]})[q["condition"]] = q
     q_rows = [[qid, v["kind"]] + [("ok" if v[c]["verdict"] == "correct" else v[c]["failure_kind"]) if c in v else "-"
                                   for c in conds] for qid, v in by_q.items()]
-    meta = (f"model {summary['model']} (sha256 {summary['model_sha256'][:12]}…), strategy {summary['strategy']}, "
+    meta = ("SYNTHETIC QUESTIONS (an abstention probe made from the documents by `appliance sdg probe`, not a "
+            "golden set written by people). " if summary.get("synthetic") else "")
+    meta += (f"model {summary['model']} (sha256 {summary['model_sha256'][:12]}…), strategy {summary['strategy']}, "
             f"judge {summary['judge_model']}, questions {summary['questions_file']} ({summary['n_questions']}), "
             f"{summary['seconds']} s")
     if summary.get("rejudged"):

@@ -63,3 +63,13 @@ def paired_test(a: list[bool], b: list[bool], resamples: int, alpha: float, seed
         verdict = "insufficient evidence"
     return PairedTest(n, round(sum(a) / n, 4) if n else 0.0, round(sum(b) / n, 4) if n else 0.0, a_only, b_only,
                       round(p, 6), round(lo, 4), round(hi, 4), verdict)
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (95 % by default); (0, 1) when n is 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)

@@ -86,3 +86,25 @@ GOLD_JUDGE = PromptTemplate(
 )
 
 TEMPLATES = {t.id: t for t in (CLOSED_BOOK, CONTEXT, SYNTHESIS, ANSWER_JUDGE, GOLD_JUDGE)}
+
+QUESTION_WRITER = PromptTemplate(
+    id="sdg-question/v1",
+    system=("You write quiz questions about technical documents. You are given a passage and an answer taken from "
+            "it. Write one question that this answer answers. The question must say what it is about (the product, "
+            "module, function, table or procedure), so that it makes sense without the passage, and it must not "
+            "contain the answer. Reply with JSON: {{\"question\": \"...\"}}."),
+    user="Document: {where}\nPassage:\n{passage}\n\nAnswer: {answer}{hint}",
+    plain=("Passage ({where}):\n{passage}\n\nAnswer: {answer}{hint}\nA question about the passage that this answer "
+           "answers, as JSON:"),
+)
+
+PAIR_WRITER = PromptTemplate(
+    id="sdg-pair/v1",
+    system=("You write quiz questions about technical documents. Read the passage and write one question that the "
+            "passage answers, and its answer copied from the passage. The question must say what it is about, so "
+            "that it makes sense without the passage. Reply with JSON: {{\"question\": \"...\", \"answer\": \"...\"}}."),
+    user="Document: {where}\nPassage:\n{passage}",
+    plain="Passage ({where}):\n{passage}\n\nA question the passage answers, and its answer, as JSON:",
+)
+
+TEMPLATES.update({t.id: t for t in (QUESTION_WRITER, PAIR_WRITER)})

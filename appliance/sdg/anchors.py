@@ -1,0 +1,163 @@
+"""Answers chosen in code, before any model is asked: a 0.5B model cannot be trusted to pick a faithful answer,
+but it can write a question for one it is handed. Each anchor's answer is verbatim in its chunk, so the pair's
+faithfulness rests on the source, not on the model.
+
+Kinds:
+- `fact`: a declarative sentence of prose (the answer is the sentence);
+- `number`: a quantity with its unit inside such a sentence ("90 days", "256 MB");
+- `table`: one cell of a table row, named by the row's key (first cell) and the column header;
+- `procedure`: one step of a run of instruction lines, with the step before it;
+- `free`: nothing chosen; the model writes question and answer from the chunk (filtered harder).
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.text import SENTENCE_END, UNITS, content_words
+
+_CODE = re.compile(r">>>|\s=\s|[{}]|¶|\|\s|^\W")
+_QUANTITY = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\.\d+)?\s*(?:%|[A-Za-z/°]{1,8}\b)")
+_ORDERED = re.compile(r"^\s*(?:\d+[.)]|step \d+:?)\s+", re.I)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A chosen answer and where it sits: `evidence` is the sentence / row / step holding it (verbatim in the
+    chunk), `hint` what the question writer is told besides the answer."""
+
+    kind: str
+    answer: str
+    evidence: str
+    hint: str
+    chunk_id: str
+
+
+def prose_sentences(text: str, min_words: int = 7, max_words: int = 45) -> list[str]:
+    """Sentences of prose in a chunk (not code, headings, navigation or list fragments)."""
+    out = []
+    for line in text.splitlines():
+        for s in SENTENCE_END.split(line.strip()):
+            words = s.split()
+            if not (min_words <= len(words) <= max_words) or not s.endswith(".") or not s[0].isupper():
+                continue
+            if _CODE.search(s) or sum(w.isalpha() for w in words) < 0.6 * len(words) or len(content_words(s)) < 4:
+                continue
+            out.append(s)
+    return out
+
+
+def _quantities(sentence: str) -> list[str]:
+    """Quantities with a known unit as written in the sentence ("90 days", "2.5 MB", "30 %")."""
+    found = []
+    for m in _QUANTITY.finditer(sentence):
+        raw = m.group(0).strip()
+        unit = re.sub(r"^[\d.,\s]+", "", raw).lower()
+        if unit in UNITS:
+            found.append(raw)
+    return found
+
+
+_NOT_IMPERATIVE = set("the this that these those a an it its if when where new changed deprecated see note for in on "
+                      "there each all some any no one you we they he she".split())
+
+
+def _imperative(line: str) -> bool:
+    """A short instruction line: "Open the cover.", not "The cover opens." nor "Returns the cover."."""
+    first = line.split()[0].strip(",:").lower() if line.split() else ""
+    return (3 <= len(line.split()) <= 30 and line[:1].isupper() and line.endswith(".") and not _CODE.search(line)
+            and first.isalpha() and first not in _NOT_IMPERATIVE and not first.endswith("s"))
+
+
+def _steps(text: str, list_items: bool) -> list[tuple[int, str, str]]:
+    """(step number, step, previous step) of runs of at least two consecutive instruction lines: numbered lines, or
+    (in a chunk of list items) imperative lines, one per line."""
+    lines = [line.strip() for line in text.splitlines()]
+    runs: list[list[str]] = [[]]
+    for line in lines:
+        numbered = bool(_ORDERED.match(line))
+        if numbered or (list_items and _imperative(line)):
+            runs[-1].append(_ORDERED.sub("", line))
+        elif runs[-1]:
+            runs.append([])
+    out = []
+    for run in runs:
+        if len(run) >= 2:
+            out += [(i + 1, step, run[i - 1] if i else "") for i, step in enumerate(run)]
+    return out
+
+
+def _table_cells(chunk_text: str, tables: list[tuple[tuple[str, ...], ...]]) -> list[tuple[str, str, str, str]]:
+    """(row key, column header, cell, row as indexed) of the table rows that this chunk holds."""
+    norm = " ".join(chunk_text.split())
+    out = []
+    for rows in tables:
+        if len(rows) < 2 or len(rows[0]) < 2:
+            continue
+        header = rows[0]
+        for row in rows[1:]:
+            shown = " ".join(row)
+            if len(row) != len(header) or not row[0].strip() or " ".join(shown.split()) not in norm:
+                continue
+            for j in range(1, len(row)):
+                cell = row[j].strip()
+                if cell and cell != row[0] and header[j].strip() and len(cell.split()) <= 12:
+                    out.append((row[0].strip(), header[j].strip(), cell, shown))
+    return out
+
+
+def anchors_of(chunk: dict[str, Any], kinds: list[str], per_chunk: int, seed: int,
+               tables: list[tuple[tuple[str, ...], ...]] = ()) -> list[Anchor]:
+    """Up to `per_chunk` anchors of the chunk, of different kinds where it allows (table cells, steps and quantities
+    before plain facts), chosen reproducibly from `seed` and the chunk id."""
+    text, cid = chunk["text"], chunk["chunk_id"]
+    rng = random.Random(f"{seed}:{cid}")
+    options: dict[str, list[Anchor]] = defaultdict(list)
+    sentences = prose_sentences(text)
+    if "table" in kinds:
+        for key, column, cell, row in _table_cells(text, list(tables)):
+            options["table"].append(Anchor("table", cell, row, f"the table row '{key}', column '{column}'", cid))
+    if "procedure" in kinds:
+        types = chunk.get("element_types")
+        for n, step, before in _steps(text, types is not None and "ListItem" in list(types)):
+            hint = f"step {n} of the procedure" + (f"; the step before it: '{before}'" if before else "")
+            options["procedure"].append(Anchor("procedure", step, step, hint, cid))
+    if "number" in kinds:
+        for s in sentences:
+            options["number"] += [Anchor("number", q, s, "", cid) for q in _quantities(s)]
+    if "fact" in kinds:
+        options["fact"] = [Anchor("fact", s, s, "", cid) for s in sentences]
+    chosen: list[Anchor] = []
+    for kind in ("table", "procedure", "number", "fact"):
+        if options[kind] and len(chosen) < per_chunk:
+            pick = rng.choice(options[kind])
+            if all(pick.evidence != a.evidence for a in chosen):
+                chosen.append(pick)
+    return chosen
+
+
+def spread(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chunks in an order that covers every document and section early: documents in turn (round robin), each
+    document's sections in turn, so a budget cut anywhere still spans the corpus rather than its first chunks."""
+    by_doc: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for c in sorted(chunks, key=lambda c: (c["doc_id"], c["ordinal"])):
+        by_doc[c["doc_id"]][c["section"]].append(c)
+    queues = []
+    for doc in sorted(by_doc, key=lambda d: hashlib.sha256(d.encode()).hexdigest()):
+        sections = list(by_doc[doc].values())
+        order: list[dict[str, Any]] = []
+        depth = 0
+        while len(order) < sum(map(len, sections)):
+            order += [s[depth] for s in sections if depth < len(s)]
+            depth += 1
+        queues.append(order)
+    out: list[dict[str, Any]] = []
+    depth = 0
+    while len(out) < len(chunks):
+        out += [q[depth] for q in queues if depth < len(q)]
+        depth += 1
+    return out

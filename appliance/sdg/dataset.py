@@ -1,0 +1,226 @@
+"""Datasets: the accepted pairs turned into training examples, versioned by content, with a card.
+
+Which pairs: those that passed every filter and a person approved (or edited: the edit is used); with
+`unreviewed=True`, every passing pair no one rejected, and the dataset says so (its `reviewed_only` is false and
+the card names how many were never reviewed). Probe-split pairs never enter a dataset.
+
+A version is named by the sha256 of its canonical content (the examples, one JSON line each, sorted by id): the
+same pairs and settings give the same id, and a changed byte gives another. Files: workspace/datasets/ID/
+train.jsonl, validation.jsonl (the split is by document: no document on both sides), card.json and card.md. Each
+line is the contract's prompt-completion form (TRL's conversational prompt/completion), with `id`, `kind`,
+`source_chunk_ids` and `evidence_withheld` kept as extra fields; `export` writes the other formats.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from appliance.answering import Answerer, oracle_passages
+from appliance.audit import AuditStore
+from appliance.errors import UsageError
+from appliance.llm import Generator, load_generator
+from appliance.progress import Progress
+from appliance.sdg.examples import Example, ExampleBuilder
+from appliance.sdg.filters import FILTERS
+from appliance.sdg.generate import golden_questions
+from appliance.workspace import Workspace
+
+STAGE = "sdg dataset"
+
+
+def pair_states(store: AuditStore) -> list[dict[str, Any]]:
+    """Every generated pair with whether it passed every filter and its latest review (an edit's text applied)."""
+    passed: dict[tuple[str, str], set[str]] = {}
+    for run_id, pair_id, f in store.con.execute(
+            "SELECT run_id, pair_id, filter FROM sdg_filters WHERE passed").fetchall():
+        passed.setdefault((run_id, pair_id), set()).add(f)
+    reviews: dict[str, dict[str, Any]] = {}
+    cur = store.con.execute("SELECT * FROM sdg_reviews ORDER BY created_at, seq")
+    names = [d[0] for d in cur.description]
+    for row in cur.fetchall():
+        r = dict(zip(names, row))
+        reviews[r["pair_id"]] = r
+    cur = store.con.execute("SELECT * FROM sdg_pairs ORDER BY created_at, seq")
+    names = [d[0] for d in cur.description]
+    out = []
+    for row in cur.fetchall():
+        p = dict(zip(names, row))
+        review = reviews.get(p["pair_id"])
+        p["passed"] = passed.get((p["run_id"], p["pair_id"]), set()) >= set(FILTERS)
+        p["review"] = review["action"] if review else None
+        p["reviewer"] = review["reviewer"] if review else None
+        if review and review["action"] == "edit":
+            p["question"] = review["question"] or p["question"]
+            p["answer"] = review["answer"] or p["answer"]
+        out.append(p)
+    return out
+
+
+def select_pairs(states: list[dict[str, Any]], unreviewed: bool) -> list[dict[str, Any]]:
+    """The pairs a dataset takes (training and validation splits only)."""
+    approved = ("approve", "edit")
+    chosen = [p for p in states if p["split"] != "probe" and p["review"] != "reject"
+              and (p["review"] in approved or (unreviewed and p["passed"]))]
+    return list({p["pair_id"]: p for p in chosen}.values())
+
+
+def _line(e: Example) -> dict[str, Any]:
+    """The prompt-completion line of an example (the contract's dataset form)."""
+    return {"id": e.id, "prompt": e.messages, "completion": [{"role": "assistant", "content": e.completion}],
+            "kind": e.kind, "source_chunk_ids": e.source_chunk_ids, "evidence_withheld": e.evidence_withheld}
+
+
+def build_dataset(ws: Workspace, unreviewed: bool = False, groups: list[str] | None = None,
+                  progress: Progress | None = None, command: str = "",
+                  generator: Generator | None = None) -> dict[str, Any]:
+    """Make a dataset version from the accepted pairs; return its card (with id and paths)."""
+    progress = progress or Progress()
+    with AuditStore(ws.audit_path) as store:
+        states = pair_states(store)
+    pairs = select_pairs(states, unreviewed)
+    if not pairs:
+        pending = sum(p["passed"] and p["review"] is None and p["split"] != "probe" for p in states)
+        raise UsageError("no pairs to make a dataset from: " + (
+            f"{pending} pairs passed every filter but none is approved; review them (`appliance sdg review`) or "
+            f"use --unreviewed" if pending else "run `appliance sdg generate` first"))
+    gen = generator or load_generator(ws)
+    answerer = Answerer.open(ws, gen, need_index=True)
+    assert answerer.retriever is not None
+    groups = sorted(groups or [])
+    chunks = [c for c, _ in answerer.retriever.visible(groups)]
+    builder = ExampleBuilder(answerer, chunks, groups)
+    examples, skipped = [], Counter()
+    progress.start(STAGE, len(pairs), "pairs")
+    for i, p in enumerate(sorted(pairs, key=lambda p: p["pair_id"]), 1):
+        made = builder.build(p)
+        if isinstance(made, str):
+            skipped[made] += 1
+        else:
+            examples.append(made)
+        progress.advance(STAGE, i, len(pairs), "pairs", p["pair_id"])
+    lines = {s: [json.dumps(_line(e), sort_keys=True, ensure_ascii=False) for e in sorted(examples, key=lambda e: e.id)
+                 if e.split == s] for s in ("train", "validation")}
+    if not lines["train"]:
+        raise UsageError("every accepted pair belongs to validation documents; generate more pairs")
+    digest = hashlib.sha256(("\n".join(lines["train"]) + "\n--\n" + "\n".join(lines["validation"])).encode())
+    dataset_id = digest.hexdigest()[:16]
+    folder = ws.root / "datasets" / dataset_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in lines.items():
+        (folder / f"{split}.jsonl").write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+    (folder / "examples-full.jsonl").write_text("".join(json.dumps(asdict(e), ensure_ascii=False) + "\n"
+                                                        for e in examples), encoding="utf-8")
+    card = dataset_card(ws, dataset_id, examples, pairs, states, skipped, unreviewed, answerer, chunks, gen)
+    (folder / "card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False), encoding="utf-8")
+    (folder / "card.md").write_text(card_markdown(card), encoding="utf-8")
+    with ws.run("sdg-dataset", command) as run:
+        run.append("datasets", dataset_id=dataset_id, path=str(folder), n_train=len(lines["train"]),
+                   n_validation=len(lines["validation"]), reviewed_only=not unreviewed, card_json=card)
+        card["run_id"] = run.run_id
+    return card | {"path": str(folder)}
+
+
+def dataset_card(ws: Workspace, dataset_id: str, examples: list[Example], pairs: list[dict[str, Any]],
+                 states: list[dict[str, Any]], skipped: Counter, unreviewed: bool, answerer: Answerer,
+                 chunks: list[dict[str, Any]], gen: Generator) -> dict[str, Any]:
+    """Counts per kind, split and document, filter pass rates, coverage, withheld share, the models that made the
+    pairs, and how many golden questions have their gold evidence among the training sources."""
+    train_docs = {c["doc_id"] for c in chunks} - {p["doc_id"] for p in states if p["split"] == "probe"}
+    used = [p for p in pairs if any(e.pair_id == p["pair_id"] for e in examples)]
+    checked = Counter(p["run_id"] for p in states)
+    with AuditStore(ws.audit_path) as store:
+        rates = store.con.execute("SELECT filter, sum(checked), sum(passed) FROM v_sdg_survival GROUP BY filter"
+                                  ).fetchall()
+    sources = {cid for e in examples if e.split == "train" for cid in e.source_chunk_ids}
+    gold, gold_files = golden_questions(ws, [])
+    assert answerer.retriever is not None
+    seen, unseen = [], []
+    for q in (q for q in gold if q.answerable):
+        found, _ = oracle_passages(q.evidence, answerer.retriever.visible(q.groups))
+        (seen if {p.chunk_id for p in found} & sources else unseen).append(q.id)
+    return {
+        "dataset_id": dataset_id, "examples": len(examples),
+        "by_split": dict(Counter(e.split for e in examples)), "by_kind": dict(Counter(e.kind for e in examples)),
+        "by_document": dict(Counter(next(c["file_name"] for c in chunks if c["chunk_id"] == e.source_chunk_ids[0])
+                                    for e in examples)),
+        "evidence_withheld": sum(e.evidence_withheld for e in examples),
+        "withheld_share": round(sum(e.evidence_withheld for e in examples) / len(examples), 4),
+        "withheld_share_setting": ws.config.sdg.withheld_share,
+        "source_inserted": sum(e.note.startswith("source inserted") for e in examples),
+        "skipped_pairs": dict(skipped),
+        "reviewed_only": not unreviewed,
+        "pairs": {"used": len(used), "approved_or_edited": sum(p["review"] in ("approve", "edit") for p in used),
+                  "never_reviewed": sum(p["review"] is None for p in used)},
+        "filter_pass_rates": {f: {"checked": int(c), "passed": int(n), "rate": round(n / c, 4) if c else None}
+                              for f, c, n in rates},
+        "generation_runs": dict(checked),
+        "coverage": {"training_documents": len(train_docs),
+                     "documents_with_examples": len({p["doc_id"] for p in used}),
+                     "sections_with_examples": len({(p["doc_id"], p["section"]) for p in used})},
+        "generator": sorted({f"{p['generator_model']}@{p['generator_sha256'][:12]}" for p in used}),
+        "prompt_renderer": f"{gen.identity.model}@{gen.identity.model_sha256[:12]}",
+        "golden_overlap": {"golden_files": gold_files, "evidence_seen_in_training": seen,
+                           "evidence_unseen": unseen},
+    }
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """The card as Markdown (what a reviewer reads)."""
+    rows = "\n".join(f"| {f} | {v['checked']} | {v['passed']} | {v['rate']} |" for f, v in
+                     card["filter_pass_rates"].items())
+    g = card["golden_overlap"]
+    return "\n".join([
+        f"# Dataset {card['dataset_id']}", "",
+        f"{card['examples']} examples ({', '.join(f'{k} {v}' for k, v in card['by_split'].items())}); "
+        f"kinds: {', '.join(f'{k} {v}' for k, v in card['by_kind'].items())}.",
+        f"Evidence withheld (target: the refusal) in {card['evidence_withheld']} ({card['withheld_share']:.0%}; "
+        f"setting {card['withheld_share_setting']}); source inserted where retrieval missed it: "
+        f"{card['source_inserted']}.",
+        f"Reviewed only: {card['reviewed_only']} (approved or edited {card['pairs']['approved_or_edited']}, never "
+        f"reviewed {card['pairs']['never_reviewed']}).",
+        f"Coverage: {card['coverage']['documents_with_examples']} of {card['coverage']['training_documents']} "
+        f"training documents, {card['coverage']['sections_with_examples']} sections.",
+        f"Generator: {', '.join(card['generator'])}.", "",
+        "| filter | checked | passed | rate |", "|---|---|---|---|", rows, "",
+        f"Golden questions whose gold evidence is among the training sources: {len(g['evidence_seen_in_training'])} "
+        f"({', '.join(g['evidence_seen_in_training']) or 'none'}); unseen: {len(g['evidence_unseen'])}. "
+        f"Golden sets: {', '.join(g['golden_files']) or 'none registered'}.", ""])
+
+
+def export_dataset(ws: Workspace, dataset_id: str, fmt: str, out: Path | None = None) -> list[Path]:
+    """Write a dataset version in `fmt` (prompt-completion, chat, alpaca, openai) as JSONL, one file per split."""
+    folder = ws.root / "datasets" / dataset_id
+    if not (folder / "train.jsonl").is_file():
+        known = sorted(p.name for p in (ws.root / "datasets").glob("*") if p.is_dir()) if (
+            ws.root / "datasets").is_dir() else []
+        raise UsageError(f"no dataset {dataset_id!r} (known: {', '.join(known) or 'none'})")
+    out = out or folder / "export" / fmt
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for split in ("train", "validation"):
+        rows = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines() if line.strip()]
+        path = out / f"{split}.jsonl"
+        path.write_text("".join(json.dumps(_convert(r, fmt), ensure_ascii=False) + "\n" for r in rows),
+                        encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _convert(row: dict[str, Any], fmt: str) -> dict[str, Any]:
+    prompt, answer = row["prompt"], row["completion"][0]["content"]
+    extras = {k: row[k] for k in ("id", "kind", "source_chunk_ids", "evidence_withheld")}
+    if fmt == "prompt-completion":
+        return row
+    if fmt == "chat":
+        return {"messages": [*prompt, {"role": "assistant", "content": answer}]} | extras
+    if fmt == "openai":
+        return {"messages": [*prompt, {"role": "assistant", "content": answer}]}
+    if fmt == "alpaca":
+        system = next((m["content"] for m in prompt if m["role"] == "system"), "")
+        user = next(m["content"] for m in prompt if m["role"] == "user")
+        return {"instruction": system, "input": user, "output": answer} | extras
+    raise UsageError(f"unknown format {fmt!r}")

@@ -1,0 +1,178 @@
+"""The filters every candidate pair goes through, cheapest first; each outcome is recorded with its score and
+threshold (table sdg_filters), so the survival of every filter can be counted and any rejection explained.
+
+- `format`: a question (ends with "?", min..max words), an answer of at most max_answer_words, the answer not
+  given away in the question;
+- `grounding`: the question's content words are found in its evidence, section and file name (a 0.5B writer
+  drifts to the neighbouring sentence: "incremental backups" for a sentence about full backups);
+- `support`: the answer is in the source (verbatim, or its words and numbers in one sentence of it); anchored
+  answers pass by construction, free-form ones must earn it (and a judge model, where one is configured);
+- `contamination`: not too close to any golden question (word 3-gram Jaccard, MiniLM cosine);
+- `duplicate`: not a near-copy of a pair kept earlier (MinHash over the question's word 2-grams, datasketch LSH);
+- `round_trip`: the generator, given only the source passage, answers the question with the same answer.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from appliance.config import SDGConfig
+from appliance.evaluation.golden import Question
+from appliance.evaluation.judge import deterministic, is_refusal
+from appliance.text import content_words, normalise, norm_answer, numbers, sentences, stems
+
+if TYPE_CHECKING:
+    from appliance.retrieval.embed import Embedder
+
+FILTERS = ("format", "grounding", "support", "contamination", "duplicate", "round_trip")
+# words a question may use without their being in the evidence ("what is the value of ...", "which step ...")
+_QUESTION_WORDS = set("value number name type called used use mean means happen happens many much long kind step "
+                      "procedure table column row document documentation passage section according described say "
+                      "says state states give given default purpose function method module class option "
+                      "following first second third next".split())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One filter's verdict on one pair."""
+
+    filter: str
+    passed: bool
+    score: float | None
+    threshold: float | None
+    detail: str
+
+
+def check_format(question: str, answer: str, cfg: SDGConfig) -> Outcome:
+    words = len(question.split())
+    if not question.endswith("?"):
+        return Outcome("format", False, words, None, "the question does not end with '?'")
+    if not cfg.min_question_words <= words <= cfg.max_question_words:
+        return Outcome("format", False, words, None, f"{words} words (allowed {cfg.min_question_words}.."
+                                                      f"{cfg.max_question_words})")
+    if not answer.strip() or len(answer.split()) > cfg.max_answer_words:
+        return Outcome("format", False, words, None, f"answer of {len(answer.split())} words (at most "
+                                                     f"{cfg.max_answer_words})")
+    if len(answer.split()) <= 8 and norm_answer(answer) in norm_answer(question):
+        return Outcome("format", False, words, None, "the question contains its answer")
+    return Outcome("format", True, words, None, "ok")
+
+
+def check_grounding(question: str, evidence: str, where: str, cfg: SDGConfig) -> Outcome:
+    """Share of the question's content words (generic question words aside) found in evidence + section + file."""
+    asked = stems(question) - _QUESTION_WORDS
+    if not asked:
+        return Outcome("grounding", False, 0.0, cfg.grounding_min, "the question names nothing")
+    known = stems(evidence + " " + re.sub(r"[_.\-—>]+", " ", where))
+    share = len(asked & known) / len(asked)
+    missing = ", ".join(sorted(asked - known)[:6])
+    return Outcome("grounding", share >= cfg.grounding_min, round(share, 3), cfg.grounding_min,
+                   f"not in the evidence: {missing}" if missing else "every content word is in the evidence")
+
+
+def best_sentence(answer: str, passage: str) -> tuple[str, float]:
+    """The passage sentence holding most of the answer's content words, and that share."""
+    want = stems(answer)
+    best, share = "", 0.0
+    for line in passage.splitlines():
+        for s in sentences(line):
+            got = len(want & stems(s)) / len(want) if want else 0.0
+            if got > share:
+                best, share = s, got
+    return best, share
+
+
+def check_support(kind: str, answer: str, passage: str) -> tuple[Outcome, str]:
+    """Whether the answer is in the source, and the sentence that holds it (its evidence)."""
+    if normalise(answer).lower() in normalise(passage).lower():
+        return Outcome("support", True, 1.0, 0.8, "verbatim in the source"), best_sentence(answer, passage)[0]
+    sentence, share = best_sentence(answer, passage)
+    missing = numbers(answer) - numbers(passage)
+    if missing:
+        return Outcome("support", False, share, 0.8, f"numbers not in the source: {', '.join(sorted(missing))}"), sentence
+    ok = kind == "free" and share >= 0.8
+    return Outcome("support", ok, round(share, 3), 0.8, f"{share:.0%} of its words in one sentence"), sentence
+
+
+class Contamination:
+    """How close a question is to the golden questions of this workspace (3-gram Jaccard and MiniLM cosine)."""
+
+    def __init__(self, golden: list[Question], embedder: Embedder, cfg: SDGConfig) -> None:
+        self.golden = golden
+        self.cfg = cfg
+        self.embedder = embedder
+        self.grams = [_grams(q.question, 3) for q in golden]
+        self.vectors = embedder.embed([q.question for q in golden]) if golden else np.zeros((0, 1), dtype=np.float32)
+
+    def check(self, question: str, vector: np.ndarray) -> Outcome:
+        if not self.golden:
+            return Outcome("contamination", True, 0.0, self.cfg.golden_cosine, "no golden set registered")
+        mine = _grams(question, 3)
+        jac = np.array([len(mine & g) / len(mine | g) if mine | g else 0.0 for g in self.grams])
+        cos = self.vectors @ vector
+        i = int(np.argmax(np.maximum(cos, jac)))
+        bad = jac[i] >= self.cfg.golden_ngram_jaccard or cos[i] >= self.cfg.golden_cosine
+        return Outcome("contamination", not bad, round(float(cos[i]), 4), self.cfg.golden_cosine,
+                       f"closest golden question {self.golden[i].id}: cosine {cos[i]:.3f}, 3-gram Jaccard "
+                       f"{jac[i]:.3f} (limits {self.cfg.golden_cosine}, {self.cfg.golden_ngram_jaccard})")
+
+
+def _grams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = norm_answer(text).split()
+    return {tuple(words[i:i + n]) for i in range(max(len(words) - n + 1, 1))} if words else set()
+
+
+class Duplicates:
+    """Near-duplicate questions among the pairs kept so far (MinHash LSH over word 2-grams, datasketch)."""
+
+    def __init__(self, threshold: float, seed: int = 1) -> None:
+        from datasketch import MinHash, MinHashLSH
+
+        self.threshold = threshold
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=128)
+        self._MinHash = MinHash
+        self.seed = seed
+        self.kept: dict[str, object] = {}
+
+    def _sketch(self, question: str) -> object:
+        m = self._MinHash(num_perm=128, seed=self.seed)
+        for gram in _grams(question, 2):
+            m.update(" ".join(gram).encode())
+        return m
+
+    def check(self, pair_id: str, question: str) -> Outcome:
+        m = self._sketch(question)
+        near = [k for k in self.lsh.query(m) if k != pair_id]
+        if near:
+            score = max(m.jaccard(self.kept[k]) for k in near)
+            if score >= self.threshold:
+                return Outcome("duplicate", False, round(score, 3), self.threshold, f"near-copy of pair {near[0]}")
+        return Outcome("duplicate", True, 0.0, self.threshold, "no near-copy kept before it")
+
+    def keep(self, pair_id: str, question: str) -> None:
+        if pair_id not in self.kept:
+            m = self._sketch(question)
+            self.kept[pair_id] = m
+            self.lsh.insert(pair_id, m)
+
+
+def round_trip_outcome(kind: str, answer: str, evidence: str, response: str) -> Outcome:
+    """Did the model, given only the source passage, give the pair's answer? Short answers are judged by the
+    evaluation's deterministic judge; sentences (fact, procedure) by the share of the response's content words
+    that come from the evidence sentence (at least half, and not a refusal)."""
+    if is_refusal(response):
+        return Outcome("round_trip", False, 0.0, 0.5, f"refused: {response[:80]!r}")
+    if kind in ("number", "table") or len(answer.split()) <= 6:
+        q = Question(id="-", question="", answer=answer, aliases=(), source_files=(), evidence=(evidence,),
+                     kind="fact")
+        v = deterministic(q, response)
+        if v is not None:
+            return Outcome("round_trip", v.correct, 1.0 if v.correct else 0.0, 0.5,
+                           f"{v.method}: {v.reason}; response {response[:80]!r}")
+    got = content_words(response)
+    share = len(got & content_words(evidence)) / len(got) if got else 0.0
+    return Outcome("round_trip", share >= 0.5, round(share, 3), 0.5,
+                   f"{share:.0%} of the response's words from the evidence; response {response[:80]!r}")
