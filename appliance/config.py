@@ -102,12 +102,13 @@ class SDGConfig:
     how training examples, datasets and the abstention probe are cut."""
 
     kinds: list[SDGKind] = field(default_factory=lambda: list(SDG_KINDS))
-    per_chunk: int = 2                      # anchors (candidate pairs) taken from one chunk
+    per_chunk: int = 4                      # anchors (candidate pairs) taken from one chunk, each its own evidence
+    batch_chunks: int = 8                   # questions are written for this many chunks, then filtered (prompt reuse)
     target_pairs: int = 0                   # stop once this many training + validation pairs are kept (0: all chunks)
     free_share: float = 0.1                 # share of chunks whose pair the model writes whole (free-form)
     attempts: int = 3                       # a question that does not parse is asked again this often, then a failure
     min_question_words: int = 5
-    max_question_words: int = 40
+    max_question_words: int = 30
     max_answer_words: int = 60
     grounding_min: float = 0.6              # share of the question's content words found in its evidence and section
     duplicate_jaccard: float = 0.7          # MinHash Jaccard (question word 2-grams) above which pairs are duplicates

@@ -222,3 +222,11 @@ def test_a_run_is_found_by_its_id_or_a_unique_prefix_and_nothing_else(tmp_path: 
             store.find_run(shared)
         with pytest.raises(UsageError, match="give a run id"):
             store.find_run("")
+
+
+def test_a_whole_number_in_a_double_column_verifies(tmp_path: Path) -> None:
+    path = tmp_path / "audit.duckdb"
+    with AuditStore(path) as store, store.run("test", "pytest", {}, "0") as run:
+        run.append("sdg_filters", pair_id="p", filter="format", passed=True, score=11, threshold=None, detail="ok")
+    with AuditStore(path) as store:
+        assert store.verify().ok  # 11 is hashed as the 11.0 it reads back as

@@ -67,7 +67,13 @@ def test_what_checks_cannot_settle_goes_to_the_judge() -> None:
 
 
 def test_numbers_are_compared_in_one_form() -> None:
+    from appliance.text import claim_numbers
+
     assert numbers("NOK 4,900 and 4900.00, 2.50 V") == {"4900", "2.5 v"}
+    assert numbers("Roll 2d6, then 1d20.") == {"2d6", "1d20"}  # a dice expression is one number, not its count
+    assert claim_numbers("rolls 2d6 (see page 12), the 3rd time 90 days") == {"2d6", "3", "90"}
+    v = deterministic(q("1d6"), "They roll 1d8 for hit points.")
+    assert v is not None and v.verdict == "incorrect"
 
 
 def test_unparseable_judge_output_is_a_verdict_not_a_gap() -> None:

@@ -83,8 +83,13 @@ class Run:
     def append(self, table: str, **values: Any) -> str:
         """Append one row to a chained table; dicts/lists are stored as JSON. Returns the row's hash."""
         row: dict[str, Any] = {}
+        doubles = self.store.double_columns(table)
         for key, value in values.items():
-            row[key] = _json(value) if isinstance(value, (dict, list, tuple)) else value
+            if isinstance(value, (dict, list, tuple)):
+                value = _json(value)
+            elif key in doubles and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)  # hashed as it will read back: a DOUBLE column returns 11.0 for 11
+            row[key] = value
         row.update(run_id=self.run_id, seq=self.seq, created_at=_now(), prev_hash=self.prev_hash)
         row["row_hash"] = row_hash(table, row)
         self._pending.append((table, row))
@@ -125,6 +130,7 @@ class AuditStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._open_runs: set[str] = set()
+        self._doubles: dict[str, set[str]] = {}
         with self._connection() as con:
             self._migrate(con)
 
@@ -156,6 +162,15 @@ class AuditStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def double_columns(self, table: str) -> set[str]:
+        """The DOUBLE columns of a table (read once per store)."""
+        if table not in self._doubles:
+            with self._connection() as con:
+                rows = con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? AND "
+                                   "data_type IN ('DOUBLE', 'FLOAT', 'REAL')", [table]).fetchall()
+            self._doubles[table] = {c for (c,) in rows}
+        return self._doubles[table]
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -226,6 +226,7 @@ CREATE TABLE sdg_pairs (
     answer VARCHAR NOT NULL,
     evidence VARCHAR NOT NULL,
     hint VARCHAR NOT NULL,
+    excerpt VARCHAR NOT NULL,
     chunk_id VARCHAR NOT NULL,
     doc_id VARCHAR NOT NULL,
     file_name VARCHAR NOT NULL,

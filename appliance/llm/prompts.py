@@ -88,14 +88,24 @@ GOLD_JUDGE = PromptTemplate(
 TEMPLATES = {t.id: t for t in (CLOSED_BOOK, CONTEXT, SYNTHESIS, ANSWER_JUDGE, GOLD_JUDGE)}
 
 QUESTION_WRITER = PromptTemplate(
-    id="sdg-question/v1",
-    system=("You write quiz questions about technical documents. You are given a passage and an answer taken from "
-            "it. Write one question that this answer answers. The question must say what it is about (the product, "
-            "module, function, table or procedure), so that it makes sense without the passage, and it must not "
-            "contain the answer. Reply with JSON: {{\"question\": \"...\"}}."),
-    user="Document: {where}\nPassage:\n{passage}\n\nAnswer: {answer}{hint}",
-    plain=("Passage ({where}):\n{passage}\n\nAnswer: {answer}{hint}\nA question about the passage that this answer "
-           "answers, as JSON:"),
+    id="sdg-question/v3",
+    system=("You write one quiz question about a technical document. You are given an excerpt and an answer taken "
+            "from it. Write the question that this answer answers, using the words of the excerpt. Name what the "
+            "question is about, so that it makes sense on its own. Do not put the answer in the question. Reply "
+            "with JSON: {{\"question\": \"...\"}}"),
+    user="Document: {where}\nExcerpt:\n{passage}\n\nAnswer: {answer}{hint}",
+    plain=("Excerpt ({where}):\n{passage}\n\nAnswer: {answer}{hint}\nThe question this answer answers, as JSON:"),
+)
+# Worked examples shown to the question writer as earlier turns of the conversation (a 0.5B model copies an
+# example written into the instructions; as turns of its own it follows their form). Deliberately from a domain
+# no customer document is about, so that a copied word is caught by the grounding filter.
+QUESTION_EXAMPLES = (
+    ({"where": "gx7-pump-manual.pdf — Maintenance", "passage": "The GX-7 garden pump must be descaled every 200 "
+      "operating hours with citric acid.", "answer": "every 200 operating hours", "hint": ""},
+     "How often must the GX-7 garden pump be descaled?"),
+    ({"where": "seed-catalogue.csv — Prices", "passage": "variety: Sunny Orange\ncrop: carrot\npack_g: 5\n"
+      "price_eur: 3.20", "answer": "3.20", "hint": "\n(The answer says the 'price_eur' of 'Sunny Orange'.)"},
+     "What is the price in euros of a pack of Sunny Orange carrot seeds?"),
 )
 
 PAIR_WRITER = PromptTemplate(

@@ -24,6 +24,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print("  survival: " + " -> ".join(f"{x['filter']} {x['surviving']}" for x in s["survival"]))
         print(f"  kinds: {', '.join(f'{k} {v}' for k, v in sorted(s['kept_by_kind'].items()))}; "
               f"{s['documents']} documents, {s['sections']} sections")
+        if not s["kept"]:
+            print("  no pair was kept: the survival line says which filter stopped them; `appliance sdg review list "
+                  "--status failed` shows each with its reason")
 
     cliutil.emit(args, s, human)
     return cliutil.EXIT_OK

@@ -33,7 +33,8 @@ STAGE = "sdg dataset"
 
 
 def pair_states(store: AuditStore) -> list[dict[str, Any]]:
-    """Every generated pair with whether it passed every filter and its latest review (an edit's text applied)."""
+    """Every generated pair (once: the run where it passed every filter, if one did) with whether it passed and its
+    latest review (an edit's text applied)."""
     passed: dict[tuple[str, str], set[str]] = {}
     for run_id, pair_id, f in store.con.execute(
             "SELECT run_id, pair_id, filter FROM sdg_filters WHERE passed").fetchall():
@@ -46,26 +47,27 @@ def pair_states(store: AuditStore) -> list[dict[str, Any]]:
         reviews[r["pair_id"]] = r
     cur = store.con.execute("SELECT * FROM sdg_pairs ORDER BY created_at, seq")
     names = [d[0] for d in cur.description]
-    out = []
+    out: dict[str, dict[str, Any]] = {}
     for row in cur.fetchall():
         p = dict(zip(names, row))
-        review = reviews.get(p["pair_id"])
         p["passed"] = passed.get((p["run_id"], p["pair_id"]), set()) >= set(FILTERS)
+        if p["pair_id"] in out and (out[p["pair_id"]]["passed"] or not p["passed"]):
+            continue  # the same pair written again by a later run (a duplicate there): its first passing state counts
+        review = reviews.get(p["pair_id"])
         p["review"] = review["action"] if review else None
         p["reviewer"] = review["reviewer"] if review else None
         if review and review["action"] == "edit":
             p["question"] = review["question"] or p["question"]
             p["answer"] = review["answer"] or p["answer"]
-        out.append(p)
-    return out
+        out[p["pair_id"]] = p
+    return list(out.values())
 
 
 def select_pairs(states: list[dict[str, Any]], unreviewed: bool) -> list[dict[str, Any]]:
     """The pairs a dataset takes (training and validation splits only)."""
     approved = ("approve", "edit")
-    chosen = [p for p in states if p["split"] != "probe" and p["review"] != "reject"
-              and (p["review"] in approved or (unreviewed and p["passed"]))]
-    return list({p["pair_id"]: p for p in chosen}.values())
+    return [p for p in states if p["split"] != "probe" and p["review"] != "reject"
+            and (p["review"] in approved or (unreviewed and p["passed"]))]
 
 
 def _line(e: Example) -> dict[str, Any]:
@@ -94,13 +96,16 @@ def build_dataset(ws: Workspace, unreviewed: bool = False, groups: list[str] | N
     chunks = [c for c, _ in answerer.retriever.visible(groups)]
     builder = ExampleBuilder(answerer, chunks, groups)
     examples, skipped = [], Counter()
+    ranked, need = builder.withheld_order(pairs)
     progress.start(STAGE, len(pairs), "pairs")
-    for i, p in enumerate(sorted(pairs, key=lambda p: p["pair_id"]), 1):
-        made = builder.build(p)
-        if isinstance(made, str):
-            skipped[made] += 1
-        else:
-            examples.append(made)
+    for i, p in enumerate(ranked, 1):
+        tries = [builder.present] + ([builder.withheld] if sum(e.evidence_withheld for e in examples) < need else [])
+        for build in tries:
+            made = build(p)
+            if isinstance(made, str):
+                skipped[made] += 1
+            else:
+                examples.append(made)
         progress.advance(STAGE, i, len(pairs), "pairs", p["pair_id"])
     lines = {s: [json.dumps(_line(e), sort_keys=True, ensure_ascii=False) for e in sorted(examples, key=lambda e: e.id)
                  if e.split == s] for s in ("train", "validation")}

@@ -8,10 +8,13 @@ near misses, because the failure measured on the devset is answering from on-top
 with its evidence sentence (or table row) deleted, its neighbouring chunks, and the retriever's other hits. No
 withheld passage may still contain the answer (checked, and the passage dropped if it does).
 
-Share of withheld examples: sdg.withheld_share, default 0.25. The measured failure (0/4 unanswerable refused under
-rag on the devset, 3/28 on held-out material) needs refusal examples; but every withheld example is one example
-less that teaches reading the passage, and the devset's own share of unanswerable questions is 10 %. A quarter
-is between the two; it is a setting because issue 15's measurements (regressions against refusals) decide it.
+Every pair gives an example with its evidence present; a share of the pairs also gives the same question with its
+evidence withheld, so the model sees the two side by side (the contrast is the lesson: the same question is
+answered from its evidence and refused from its near misses). Share of withheld examples among all examples:
+sdg.withheld_share, default 0.25. The measured failure (0/4 unanswerable refused under rag on the devset, 3/28 on
+held-out material) needs refusal examples; but too many teach refusing answerable questions (the devset's own
+share of unanswerable questions is 10 %). A quarter is between the two; it is a setting because the adaptation
+rung's measurements (regressions against refusals) decide it.
 """
 from __future__ import annotations
 
@@ -80,10 +83,14 @@ class ExampleBuilder:
         for c in chunks:
             self.by_doc.setdefault(c["doc_id"], []).append(c)
 
-    def withheld(self, pair_id: str) -> bool:
-        """Whether this pair's example withholds its evidence (a fixed share, chosen by the pair's id)."""
-        u = int(hashlib.sha256(f"{self.cfg.sdg.seed}:withheld:{pair_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        return u < self.cfg.sdg.withheld_share
+    def withheld_order(self, pairs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        """The pairs in the order they are offered a withheld example (by a hash of their id and sdg.seed), and how
+        many need one: w/(1-w) of the pairs, so that w of all examples are withheld (exactly, where near misses
+        exist; a pair without one passes its turn to the next)."""
+        w = self.cfg.sdg.withheld_share
+        ranked = sorted(pairs, key=lambda p: hashlib.sha256(f"{self.cfg.sdg.seed}:withheld:{p['pair_id']}".encode())
+                        .hexdigest())
+        return ranked, round(len(pairs) * w / (1 - w))
 
     def present_context(self, question: str, evidence: str, source: dict[str, Any]) -> tuple[Context, str]:
         """The rag context for the question; when retrieval misses the evidence, the source chunk takes the place
@@ -122,25 +129,29 @@ class ExampleBuilder:
         rng.shuffle(kept)  # the source-without-evidence must not always sit next to the question
         return kept
 
-    def build(self, pair: dict[str, Any]) -> Example | str:
-        """The example of one pair, or why it has none."""
+    def present(self, pair: dict[str, Any]) -> Example | str:
+        """The example of a pair with its evidence present (or why there is none)."""
         source = self.by_id.get(pair["chunk_id"])
         if source is None:
             return "its source chunk is no longer in the index (re-ingested or pruned)"
-        q, a, evidence = pair["question"], pair["answer"], pair["evidence"] or pair["answer"]
-        withheld = self.withheld(pair["pair_id"])
-        note = ""
-        if withheld:
-            passages = self.near_misses(q, a, evidence, source)
-            if not passages:
-                return "no near-miss passage without the answer"
-            ctx, target = Context("rag", passages), REFUSAL
-            note = "evidence withheld: " + ", ".join("source without its evidence" if p.chunk_id == source["chunk_id"]
-                                                     else p.chunk_id[:8] for p in passages)
-        else:
-            ctx, note = self.present_context(q, evidence, source)
-            target = a
-        messages = CONTEXT.messages(question=q, context=ctx.render())
+        ctx, note = self.present_context(pair["question"], pair["evidence"] or pair["answer"], source)
+        return self._example(pair, source, ctx, pair["answer"], False, note)
+
+    def withheld(self, pair: dict[str, Any]) -> Example | str:
+        """The same question with its evidence withheld: near misses, the refusal as target (or why there is none)."""
+        source = self.by_id.get(pair["chunk_id"])
+        if source is None:
+            return "its source chunk is no longer in the index (re-ingested or pruned)"
+        passages = self.near_misses(pair["question"], pair["answer"], pair["evidence"] or pair["answer"], source)
+        if not passages:
+            return "no near-miss passage without the answer"
+        note = "evidence withheld: " + ", ".join("source without its evidence" if p.chunk_id == source["chunk_id"]
+                                                 else p.chunk_id[:8] for p in passages)
+        return self._example(pair, source, Context("rag", passages), REFUSAL, True, note)
+
+    def _example(self, pair: dict[str, Any], source: dict[str, Any], ctx: Context, target: str, withheld: bool,
+                 note: str) -> Example:
+        messages = CONTEXT.messages(question=pair["question"], context=ctx.render())
         prompt_text, _ = self.answerer.generator.render_messages(messages)
         return Example(id=f"{pair['pair_id']}-{'w' if withheld else 'p'}", pair_id=pair["pair_id"], kind=pair["kind"],
                        split=pair["split"], evidence_withheld=withheld, messages=messages, completion=target,

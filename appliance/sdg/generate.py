@@ -2,10 +2,10 @@
 
 For each chunk, in an order that spreads over every document and section (anchors.spread): answers are chosen in
 code (anchors.py); the local generator writes only the question for each (its reply is prefilled with
-`{"question": "` and stops at the closing quote, so its shape is fixed without grammar sampling, measured 5x slower
+`{"question": "` and stops at the closing quote, so its shape is fixed without grammar sampling, measured 1.7x slower
 here); a reply that is not a question is asked again with another seed (sdg.attempts), then counted as a failure
-(an `sdg_failure` event), never dropped silently. Every candidate goes through the filters (filters.py), cheapest
-first; each outcome is a row of sdg_filters. A chunk's pairs, outcomes and its `sdg_chunk_done` event are written
+(an `sdg_failure` event), never dropped silently. Every candidate goes through the filters (filters.py, in their
+order); each outcome is a row of sdg_filters. A chunk's pairs, outcomes and its `sdg_chunk_done` event are written
 in one transaction: a killed run goes on with `--resume RUN_ID` after its last whole chunk.
 
 Documents are split once, by a hash of their id and sdg.seed: training, validation (sdg.validation_share) and the
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -25,9 +26,10 @@ from typing import Any
 from appliance.answering import Answerer, Context, Passage
 from appliance.config import Config
 from appliance.errors import UsageError
+from appliance.evaluation.goldcheck import judge_gold
 from appliance.evaluation.golden import Question, load_questions
 from appliance.llm import Generator, SamplingParams, load_generator
-from appliance.llm.prompts import PAIR_WRITER, QUESTION_WRITER
+from appliance.llm.prompts import PAIR_WRITER, QUESTION_EXAMPLES, QUESTION_WRITER
 from appliance.progress import Progress
 from appliance.resume import find_resumable, process_event
 from appliance.sdg.anchors import Anchor, anchors_of, spread
@@ -50,6 +52,7 @@ class Candidate:
     answer: str
     evidence: str
     hint: str
+    excerpt: str
     chunk_id: str
     doc_id: str
     file_name: str
@@ -69,13 +72,56 @@ def split_of(doc_id: str, cfg: Config) -> str:
     return "validation" if u < cfg.sdg.probe_share + cfg.sdg.validation_share else "train"
 
 
+ASSUMED_SURVIVAL = 0.43     # share of candidates kept, measured on the sample corpus with the default model
+ASSUMED_QUESTION = 24       # tokens of a written question (and of a round-trip answer)
+
+
+def _estimate(gen: Generator, order: list[dict[str, Any]], cfg: Config, budget: dict[str, int],
+              done: int) -> dict[str, Any]:
+    """How long the run will take: candidates needed (the kept pairs wanted / the survival measured on the
+    samples, at most what the chunks give) x the tokens of writing and round-tripping one, at the speed measured
+    now on a writer prompt of this corpus."""
+    from appliance.evaluation.estimate import measure_speed
+
+    want = budget["train"] + budget["probe"] - done
+    candidates = min(int(want / ASSUMED_SURVIVAL) + 1, len(order) * cfg.sdg.per_chunk)
+    sample = next((a for c in order[:20] for a in anchors_of(c, cfg.sdg.kinds, 1, cfg.sdg.seed)), None)
+    excerpt = sample.excerpt if sample else order[0]["text"][:400]
+    prompt, _ = gen.render(QUESTION_WRITER, where=_where(order[0]), passage=excerpt, answer="x", hint="")
+    pp, tg = measure_speed(gen, prompt)
+    # writing: the excerpt and answer after the shared instructions; round trip: the excerpt under CONTEXT
+    per = (2 * (gen.count_tokens(excerpt) + 40)) / pp + 2 * ASSUMED_QUESTION / tg
+    seconds = round(candidates * per, 1)
+    return {"candidates": candidates, "pairs_wanted": want, "assumed_survival": ASSUMED_SURVIVAL,
+            "prompt_tokens_per_s": round(pp, 1), "generated_tokens_per_s": round(tg, 2), "seconds": seconds,
+            "text": f"estimate: ~{candidates} candidates for {want} pairs (assuming {ASSUMED_SURVIVAL:.0%} survive, as "
+                    f"measured on the samples); at the measured {pp:.0f} prompt tok/s and {tg:.1f} generated tok/s: "
+                    f"about {seconds / 60:.0f} min"}
+
+
 def _budget_of(split: str) -> str:
-    """Training and validation pairs share sdg.max_candidates; the probe has its own sdg.probe_questions."""
+    """Training and validation pairs share sdg.target_pairs; the probe has its own sdg.probe_questions."""
     return "probe" if split == "probe" else "train"
 
 
 def _where(chunk: dict[str, Any]) -> str:
-    return chunk["file_name"] + (f" — {chunk['section']}" if chunk["section"] else "")
+    """Where a chunk sits, as the question writer is told: its section path, led by its document's title where the
+    path does not start with it (see with_titles)."""
+    section = chunk["section"].replace("¶", "").strip()
+    title = chunk.get("title") or re.sub(r"[_\-.]+", " ", Path(chunk["file_name"]).stem)
+    return section if section.startswith(title) else f"{title} > {section}" if section else title
+
+
+def with_titles(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each chunk with its document's title: the first element its chunks' section paths most often share (not a
+    page's navigation block, which comes first but once), else the file's name in words."""
+    firsts: dict[str, Counter[str]] = {}
+    for c in chunks:
+        head = c["section"].split(" > ")[0].replace("¶", "").strip()
+        if head:
+            firsts.setdefault(c["doc_id"], Counter())[head] += 1
+    titles = {doc: counts.most_common(1)[0][0] for doc, counts in firsts.items()}
+    return [c | {"title": titles.get(c["doc_id"], "")} for c in chunks]
 
 
 class Writer:
@@ -92,17 +138,21 @@ class Writer:
 
     def write(self, anchor: Anchor, chunk: dict[str, Any], split: str) -> Candidate | str:
         """The candidate, or why no question could be had (after sdg.attempts tries)."""
-        hint = f"\n(The answer is {anchor.hint}.)" if anchor.hint else ""
-        prompt, _ = self.gen.render(QUESTION_WRITER, where=_where(chunk), passage=chunk["text"],
-                                    answer=anchor.answer, hint=hint)
+        hint = f"\n(The answer says {anchor.hint}.)" if anchor.hint else ""
+        messages = QUESTION_WRITER.messages(where=_where(chunk), passage=anchor.excerpt or chunk["text"],
+                                            answer=anchor.answer, hint=hint)
+        shots = [m for fields, reply in QUESTION_EXAMPLES
+                 for m in (QUESTION_WRITER.messages(**fields)[1],
+                           {"role": "assistant", "content": json.dumps({"question": reply})})]
+        prompt, _ = self.gen.render_messages([messages[0], *shots, messages[1]])
         prefill = '{"question": "'
         last = ""
         for attempt in range(self.cfg.sdg.attempts):
             last = self._ask(prompt + prefill, ('"', "\n"), attempt)
             question = " ".join(last.split())
             if question.endswith("?") and len(question.split()) >= 3:
-                return _candidate(anchor.kind, question, anchor.answer, anchor.evidence, anchor.hint, chunk, split,
-                                  QUESTION_WRITER.id, prompt, prefill + last, attempt + 1)
+                return _candidate(anchor.kind, question, anchor.answer, anchor.evidence, anchor.hint, anchor.excerpt,
+                                  chunk, split, QUESTION_WRITER.id, prompt, prefill + last, attempt + 1)
         return f"no question after {self.cfg.sdg.attempts} attempts (last reply {last[:80]!r})"
 
     def write_free(self, chunk: dict[str, Any], split: str) -> Candidate | str:
@@ -118,25 +168,26 @@ class Writer:
             except (ValueError, KeyError, TypeError):
                 continue
             if question.endswith("?") and answer:
-                return _candidate("free", question, answer, "", "", chunk, split, PAIR_WRITER.id, prompt,
+                return _candidate("free", question, answer, "", "", "", chunk, split, PAIR_WRITER.id, prompt,
                                   prefill + last, attempt + 1)
         return f"no parseable pair after {self.cfg.sdg.attempts} attempts (last reply {last[:80]!r})"
 
 
-def _candidate(kind: str, question: str, answer: str, evidence: str, hint: str, chunk: dict[str, Any], split: str,
-               template_id: str, prompt: str, raw: str, attempts: int) -> Candidate:
+def _candidate(kind: str, question: str, answer: str, evidence: str, hint: str, excerpt: str, chunk: dict[str, Any],
+               split: str, template_id: str, prompt: str, raw: str, attempts: int) -> Candidate:
     pair_id = hashlib.sha256(f"{chunk['chunk_id']}\n{kind}\n{answer}\n{question}".encode()).hexdigest()[:16]
-    return Candidate(pair_id, kind, question, answer, evidence, hint, chunk["chunk_id"], chunk["doc_id"],
+    return Candidate(pair_id, kind, question, answer, evidence, hint, excerpt, chunk["chunk_id"], chunk["doc_id"],
                      chunk["file_name"], chunk["section"], split, template_id,
                      hashlib.sha256(prompt.encode()).hexdigest(), raw, attempts)
 
 
 class Filters:
-    """Runs the filters on a chunk's candidates, cheapest first; a pair stops at its first failed filter."""
+    """Runs the filters on a chunk's candidates in FILTERS order; a pair stops at its first failed filter."""
 
-    def __init__(self, cfg: Config, answerer: Answerer, golden: list[Question]) -> None:
+    def __init__(self, cfg: Config, answerer: Answerer, golden: list[Question], judge: Generator | None = None) -> None:
         self.cfg = cfg
         self.answerer = answerer
+        self.judge = judge
         assert answerer.retriever is not None
         self.embedder = answerer.retriever.embedder
         self.contamination = Contamination(golden, self.embedder, cfg.sdg)
@@ -148,10 +199,12 @@ class Filters:
         support, sentence = check_support(c.kind, c.answer, chunk["text"])
         if c.kind == "free":
             c = Candidate(**(asdict(c) | {"evidence": sentence}))
-        steps = [lambda: check_format(c.question, c.answer, s),
+            if support.passed and self.judge is not None:
+                support = self._judged_support(c, chunk)
+        steps = [lambda: self.contamination.check(c.question, vector),
+                 lambda: check_format(c.question, c.answer, s),
                  lambda: check_grounding(c.question, c.evidence or chunk["text"], _where(chunk) + " " + c.hint, s),
                  lambda: support,
-                 lambda: self.contamination.check(c.question, vector),
                  lambda: self.duplicates.check(c.pair_id, c.question),
                  lambda: self._round_trip(c, chunk)]
         for step in steps:
@@ -163,23 +216,56 @@ class Filters:
             self.duplicates.keep(c.pair_id, c.question)
         return c, done
 
-    def _round_trip(self, c: Candidate, chunk: dict[str, Any]) -> Outcome:
+    def _judged_support(self, c: Candidate, chunk: dict[str, Any]) -> Outcome:
+        """A free-form answer read against its chunk by a judge model other than the writer (every one of its
+        eval.judge_repeats calls must say "supported")."""
+        assert self.judge is not None
+        q = Question(id=c.pair_id, question=c.question, answer=c.answer, aliases=(), source_files=(),
+                     evidence=(c.evidence,), kind="fact")
         passage = Passage(chunk["chunk_id"], chunk["text"], chunk["file_name"], chunk["section"], chunk["page_start"])
+        _, parsed = judge_gold(self.judge, q, c.answer, Context("oracle", [passage]).render(),
+                               self.cfg.eval.judge_repeats, self.cfg.llm.seed)
+        verdicts = [p["verdict"] for p in parsed]
+        ok = all(v == "supported" for v in verdicts)
+        return Outcome("support", ok, sum(v == "supported" for v in verdicts) / len(verdicts), 1.0,
+                       f"judge {self.judge.identity.model}: {', '.join(verdicts)}")
+
+    def _round_trip(self, c: Candidate, chunk: dict[str, Any]) -> Outcome:
+        """The question asked of the generator with only its source: the excerpt it was written from (the
+        evidence sentence, the table row as header: value lines, the step with its neighbours; the chunk for a
+        free-form pair), under the product's own prompt. The excerpt, not the whole chunk: over a whole chunk the
+        0.5B model's misreadings (a neighbouring row, another sentence's number - the very failures the training
+        data is for) would throw away well-posed pairs; over its evidence, a failed round trip means the question
+        does not ask for its answer."""
+        text = c.excerpt or chunk["text"]
+        passage = Passage(chunk["chunk_id"], text, chunk["file_name"], chunk["section"], chunk["page_start"])
         result = self.answerer.generate(c.question, Context("oracle", [passage]), "single")
         return round_trip_outcome(c.kind, c.answer, c.evidence, result.answer)
 
 
+def _kept_questions(ws: Workspace) -> list[tuple[str, str]]:
+    """(pair id, question) of every pair of this workspace that passed its last filter."""
+    from appliance.audit import AuditStore
+
+    with AuditStore(ws.audit_path) as store:
+        return store.con.execute(
+            """SELECT DISTINCT p.pair_id, p.question FROM sdg_pairs p JOIN sdg_filters f
+               ON f.run_id = p.run_id AND f.pair_id = p.pair_id AND f.filter = ? AND f.passed""",
+            [FILTERS[-1]]).fetchall()
+
+
 def golden_questions(ws: Workspace, extra: list[Path]) -> tuple[list[Question], list[str]]:
-    """Every golden question this workspace has evaluated with (the questions files its eval, retrieval and gold
-    check runs name, where they still exist) and those of `extra` files: what pairs must not come close to."""
+    """Every golden question this workspace has evaluated with or guarded against (the questions files its eval,
+    retrieval, gold check and generation runs name, where they still exist) and those of `extra` files: what pairs
+    must not come close to."""
     from appliance.audit import AuditStore
 
     files = {str(p) for p in extra}
     with AuditStore(ws.audit_path) as store:
-        for info in store.runs(("eval-answers", "eval-retrieval", "gold-check")):
-            for e in store.events(info.run_id, "eval_answers_start", "retrieval_summary", "gold_check_summary"):
-                if e.get("questions_file"):
-                    files.add(e["questions_file"])
+        for info in store.runs(("eval-answers", "eval-retrieval", "gold-check", "sdg-generate")):
+            for e in store.events(info.run_id, "eval_answers_start", "retrieval_summary", "gold_check_summary",
+                                  "sdg_start"):
+                files.update(f for f in [e.get("questions_file"), *e.get("golden_files", [])] if f)
     questions, used = [], []
     for f in sorted(files):
         if Path(f).is_file():
@@ -211,26 +297,28 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
         raise UsageError(f"model {gen.identity.model} is not the file run {r.run_id} started with")
     answerer = Answerer.open(ws, gen, need_index=True, empty_hint=" (synthetic data is made from indexed chunks)")
     assert answerer.retriever is not None
-    chunks = [c for c, _ in answerer.retriever.visible(groups)]
+    chunks = with_titles([c for c, _ in answerer.retriever.visible(groups)])
     if not chunks:
         raise UsageError("no chunks without access groups to make pairs from (use --groups to include documents "
                          "of those groups; every user of a model trained on them can draw them out)")
     gold, gold_files = golden_questions(ws, golden or [])
-    writer, filters = Writer(gen, cfg), Filters(cfg, answerer, gold)
+    judge = None
+    if cfg.sdg.judge_model and "free" in cfg.sdg.kinds:
+        if ws.models.get(cfg.sdg.judge_model).name == gen.identity.model:
+            raise UsageError(f"sdg.judge_model {cfg.sdg.judge_model!r} is the writer itself; name another model "
+                             f"(or \"\" for none)")
+        judge = load_generator(ws, cfg.sdg.judge_model)
+    writer, filters = Writer(gen, cfg), Filters(cfg, answerer, gold, judge)
     order = spread(chunks)
     done_chunks = {e["chunk_id"] for e in r.done} if r else set()
     kept: Counter[str] = Counter()
     for e in r.done if r else []:
         kept[_budget_of(e["split"])] += e["kept"]
-    if r:  # pairs kept before the kill count against duplicates again
-        from appliance.audit import AuditStore
-
-        with AuditStore(ws.audit_path) as store:
-            passed = {f["pair_id"] for f in store.rows("sdg_filters", r.run_id, filter="round_trip", passed=True)}
-            for p in store.rows("sdg_pairs", r.run_id):
-                if p["pair_id"] in passed:
-                    filters.duplicates.keep(p["pair_id"], p["question"])
+    for pair_id, question in _kept_questions(ws):  # this workspace's kept pairs (an earlier run's, or this one's
+        filters.duplicates.keep(pair_id, question)  # before it was killed) count against duplicates
     budget = {"train": cfg.sdg.target_pairs or len(order), "probe": cfg.sdg.probe_questions}
+    estimate = _estimate(gen, order, cfg, budget, sum(kept.values()))
+    progress.note(estimate["text"], STAGE)
     t0 = time.perf_counter()
     progress.note(f"{len(order)} chunks ({len({c['doc_id'] for c in chunks})} documents); golden questions guarded "
                   f"against: {len(gold)} from {len(gold_files)} file(s); generator {gen.identity.model}", STAGE)
@@ -241,43 +329,55 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
             run.event("sdg_start", **process_event(command, groups=groups, model=gen.identity.model,
                                                    model_sha256=gen.identity.model_sha256, golden_files=gold_files,
                                                    golden_questions=len(gold), chunks=len(order)))
+        run.event("sdg_estimate", **{k: v for k, v in estimate.items() if k != "text"})
         run.flush()
         progress.note(f"run {run.run_id}: if it is stopped, `appliance sdg generate --resume {run.run_id}` goes on "
                       f"after the last whole chunk", STAGE)
         progress.start(STAGE, len(order), "chunks", done=len(done_chunks))
         tables: dict[str, list] = {}
+        batch: list[tuple[int, dict[str, Any], str, list[Candidate | str]]] = []
         for n, chunk in enumerate(order, 1):
             split = split_of(chunk["doc_id"], cfg)
-            if chunk["chunk_id"] in done_chunks:
-                continue
-            if kept[_budget_of(split)] >= budget[_budget_of(split)]:
+            if chunk["chunk_id"] in done_chunks or kept[_budget_of(split)] >= budget[_budget_of(split)]:
                 continue
             progress.check()
-            is_table = "Table" in list(chunk["element_types"] or [])
-            if is_table and chunk["path"] not in tables:
+            if "Table" in (chunk["element_types"] or []) and chunk["path"] not in tables:
                 tables[chunk["path"]] = _tables(chunk["path"], cfg)
-            made = _chunk_pairs(run, writer, filters, chunk, split, tables.get(chunk["path"], []) if is_table else [],
-                                cfg)
-            kept[_budget_of(split)] += made
-            run.event("sdg_chunk_done", chunk_id=chunk["chunk_id"], split=split, kept=made)
-            run.flush()
-            progress.advance(STAGE, n, len(order), "chunks", f"{chunk['file_name']}: kept {made}; "
-                             f"train+validation {kept['train']}, probe {kept['probe']}")
-        summary = summarise(ws, run.run_id) | {"seconds": round(time.perf_counter() - t0, 1)}
-        summary["pairs_per_minute"] = round(summary["candidates"] / max(summary["seconds"], 1e-9) * 60, 2)
+            batch.append((n, chunk, split, _write(writer, chunk, split, tables.get(chunk["path"], []), cfg)))
+            if len(batch) < cfg.sdg.batch_chunks and n < len(order):
+                continue
+            for m, ch, sp, written in batch:  # filtered and written chunk by chunk: a kill loses only the batch
+                made = _filter_and_record(run, writer, filters, ch, written)
+                kept[_budget_of(sp)] += made
+                run.event("sdg_chunk_done", chunk_id=ch["chunk_id"], split=sp, kept=made)
+                run.flush()
+                progress.advance(STAGE, m, len(order), "chunks", f"{ch['file_name']}: kept {made}; "
+                                 f"train+validation {kept['train']}, probe {kept['probe']}")
+            batch = []
+        summary = summarise(ws, run.run_id) | {"seconds": round(time.perf_counter() - t0, 1),
+                                                "estimated_seconds": estimate["seconds"]}
+        minutes = max(summary["seconds"], 1e-9) / 60
+        summary["pairs_per_minute"] = round(summary["candidates"] / minutes, 2)  # this process's own pace
+        summary["kept_per_minute"] = round(summary["kept"] / minutes, 2)
         run.event("sdg_summary", **summary)
         summary["run_id"] = run.run_id
     return summary
 
 
-def _chunk_pairs(run: Any, writer: Writer, filters: Filters, chunk: dict[str, Any], split: str,
-                 tables: list, cfg: Config) -> int:
-    """Write, filter and record the pairs of one chunk; the number kept (every filter passed)."""
+def _write(writer: Writer, chunk: dict[str, Any], split: str, tables: list, cfg: Config) -> list[Candidate | str]:
+    """The chunk's candidates (or, for each that could not be had, why): anchored questions, or one free-form
+    pair for a sdg.free_share of the chunks."""
     s = cfg.sdg
     free = "free" in s.kinds and int(hashlib.sha256(f"{s.seed}:free:{chunk['chunk_id']}".encode()).hexdigest()[:8],
                                      16) / 0xFFFFFFFF < s.free_share
-    written = ([writer.write_free(chunk, split)] if free else
-               [writer.write(a, chunk, split) for a in anchors_of(chunk, s.kinds, s.per_chunk, s.seed, tables)])
+    if free:
+        return [writer.write_free(chunk, split)]
+    return [writer.write(a, chunk, split) for a in anchors_of(chunk, s.kinds, s.per_chunk, s.seed, tables)]
+
+
+def _filter_and_record(run: Any, writer: Writer, filters: Filters, chunk: dict[str, Any],
+                       written: list[Candidate | str]) -> int:
+    """Filter the chunk's candidates and record them with every outcome (and each failure); the number kept."""
     for failure in (w for w in written if isinstance(w, str)):
         run.event("sdg_failure", chunk_id=chunk["chunk_id"], reason=failure)
     candidates = [w for w in written if isinstance(w, Candidate)]

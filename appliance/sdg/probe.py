@@ -34,7 +34,7 @@ def write_probe(ws: Workspace, groups: list[str] | None = None, limit: int | Non
     progress = progress or Progress()
     with AuditStore(ws.audit_path) as store:
         pairs = [p for p in pair_states(store) if p["split"] == "probe" and p["passed"] and p["review"] != "reject"]
-    pairs = sorted({p["pair_id"]: p for p in pairs}.values(), key=lambda p: p["pair_id"])[: limit or None]
+    pairs = sorted(pairs, key=lambda p: p["pair_id"])[: limit or None]
     if not pairs:
         raise UsageError("no probe pairs: run `appliance sdg generate` (sdg.probe_share of the documents are held "
                          "out for the probe)")

@@ -1,0 +1,314 @@
+"""Synthetic data: anchors, filters, withheld examples, resume, review, datasets and export (logic with a scripted
+writer on the real index of the sample corpus; the real model's run is measured in the note, not here)."""
+import itertools
+import json
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from appliance.cli import main
+from appliance.errors import Cancelled, UsageError
+from appliance.llm.fake import FakeGenerator
+from appliance.models import REPO_ROOT
+from appliance.progress import Progress
+from appliance.sdg.anchors import _predicate, anchors_of, prose_sentences, spread
+from appliance.sdg.examples import contains_answer
+from appliance.sdg.filters import check_format, check_grounding, round_trip_outcome
+from appliance.workspace import open_workspace
+
+SAMPLES = REPO_ROOT / "samples"
+
+
+def scripted_writer() -> FakeGenerator:
+    """Writes "What does <the excerpt's first words> say?" for an anchored answer and remembers the answer, which
+    it gives back when the question is asked with passages (the round trip)."""
+    asked: dict[str, str] = {}
+
+    def script(prompt: str, params, schema) -> str:
+        if "Excerpt:" in prompt:
+            block = prompt.rsplit("Excerpt:\n", 1)[1]
+            excerpt, answer = block.split("\n\nAnswer: ", 1)
+            answer = answer.split("\n")[0]
+            words = [w for w in re.findall(r"[A-Za-z][\w-]*", excerpt) if w.lower() not in answer.lower()][:6]
+            question = f"What does the text about {' '.join(words)} state?"
+            asked[question] = answer
+            return question
+        question = prompt.rsplit("Question: ", 1)[-1].split("\n")[0].strip()
+        return asked.get(question, "I don't know")
+    return FakeGenerator(script, name="scripted-writer")
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sdgws") / "ws"
+    corpus = tmp_path_factory.mktemp("corpus") / "corpus"
+    shutil.copytree(SAMPLES / "corpus", corpus)
+    assert main(["--workspace", str(root), "ingest", str(corpus), "--json"]) == 0
+    return root
+
+
+def run_cli(capsys, ws: Path, *args: str):
+    code = main(["--workspace", str(ws), *args])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if "--json" in args and out.strip() else out), err
+
+
+# --- anchors and filters (pure) -----------------------------------------------------------------------------------
+
+def test_anchors_take_their_answers_verbatim_from_the_chunk() -> None:
+    chunk = {"chunk_id": "c1", "doc_id": "d", "section": "Backups", "element_types": ["NarrativeText", "Table"],
+             "text": "Backup schedule\nsystem type retention\nfs01 full 90 days\nThe backup server is a "
+                     "rack-mounted appliance in the second data centre. Restores are tested every 6 months by "
+                     "the operations team."}
+    tables = [(("system", "type", "retention"), ("fs01", "full", "90 days"))]
+    found = anchors_of(chunk, ["fact", "number", "table", "procedure"], 3, 0, tables)
+    kinds = {a.kind: a for a in found}
+    assert kinds["table"].answer in ("full", "90 days") and "system: fs01" in kinds["table"].excerpt
+    assert kinds["number"].answer == "6 months"
+    assert kinds["fact"].answer == "a rack-mounted appliance in the second data centre"
+    for a in found:
+        assert a.answer in chunk["text"] or a.kind == "table"
+
+
+def test_prose_sentences_skip_code_and_navigation() -> None:
+    text = "Navigation\n>>> x = 1\nThe module provides a fast way to compare sorted sequences of values.\nindex |"
+    assert prose_sentences(text) == ["The module provides a fast way to compare sorted sequences of values."]
+    assert _predicate("It is the default.") is None  # no subject to ask about
+
+
+def test_spread_reaches_every_document_before_the_second_chunk_of_any() -> None:
+    chunks = [{"chunk_id": f"{d}{i}", "doc_id": d, "section": f"s{i % 2}", "ordinal": i} for d in "abc"
+              for i in range(4)]
+    order = spread(chunks)
+    assert {c["doc_id"] for c in order[:3]} == {"a", "b", "c"} and len(order) == len(chunks)
+
+
+@pytest.mark.parametrize("question,answer,passed", [
+    ("How long are full backups of fs01 kept?", "90 days", True),
+    ("How long are full backups kept for 90 days?", "90 days", False),          # gives the answer
+    ("full backups kept", "90 days", False),                                   # not a question
+    ("What is the on-call on-call rota?", "a two-tier rota", False),           # stutter
+])
+def test_format_filter(question: str, answer: str, passed: bool) -> None:
+    from appliance.config import SDGConfig
+
+    assert check_format(question, answer, SDGConfig()).passed is passed
+
+
+def test_grounding_rejects_a_question_about_a_neighbouring_sentence() -> None:
+    from appliance.config import SDGConfig
+
+    evidence = "Full backups of the file server fs01 run daily and are kept for 90 days."
+    assert check_grounding("How long are full backups of fs01 kept?", evidence, "runbook", SDGConfig()).passed
+    drift = check_grounding("How long are incremental snapshots of the mail server kept?", evidence, "runbook",
+                            SDGConfig())
+    assert not drift.passed and "incremental" in drift.detail
+
+
+def test_round_trip_compares_the_answer_not_the_topic() -> None:
+    assert round_trip_outcome("number", "90 days", "kept for 90 days", "They are kept for 90 days.").passed
+    assert not round_trip_outcome("number", "90 days", "kept for 90 days", "For 30 days.").passed
+    assert not round_trip_outcome("fact", "an engineer from IT Operations", "", "I don't know").passed
+
+
+# --- the pipeline on the sample index with a scripted writer ------------------------------------------------------
+
+def test_generation_records_every_candidate_and_filter_and_resumes_without_duplicates(ws) -> None:
+    from appliance.sdg.generate import generate_pairs
+
+    workspace = open_workspace(ws, ["sdg.target_pairs=8", "sdg.probe_questions=3", "sdg.batch_chunks=2"])
+    progress = Progress()
+    progress.sink = lambda e: progress.cancel() if e.kind == "step" and e.done >= 20 else None
+    with pytest.raises(Cancelled):
+        generate_pairs(workspace, progress=progress, generator=scripted_writer())
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    run_id, status = con.execute("SELECT run_id, status FROM v_runs WHERE kind = 'sdg-generate'").fetchall()[0]
+    first = con.execute("SELECT count(*) FROM sdg_pairs WHERE run_id = ?", [run_id]).fetchall()[0][0]
+    con.close()
+    assert status is None and first > 0  # interrupted after whole chunks: resumable
+    summary = generate_pairs(workspace, resume=run_id[:6], generator=scripted_writer())
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    pairs = con.execute("SELECT pair_id, chunk_id FROM sdg_pairs WHERE run_id = ?", [run_id]).fetchall()
+    done = con.execute("SELECT json_extract_string(payload_json, '$.chunk_id') FROM events WHERE run_id = ? "
+                       "AND kind = 'sdg_chunk_done'", [run_id]).fetchall()
+    filters = con.execute("SELECT DISTINCT pair_id FROM sdg_filters WHERE run_id = ?", [run_id]).fetchall()
+    con.close()
+    assert summary["run_id"] == run_id and summary["candidates"] == len(pairs) > first
+    assert len({p for p, _ in pairs}) == len(pairs) and len({d for (d,) in done}) == len(done)  # nothing twice
+    assert {p for (p,) in filters} == {p for p, _ in pairs}  # every candidate has its filter outcomes
+    assert summary["survival"][0]["filter"] == "contamination"
+    assert summary["kept"] == summary["survival"][-1]["surviving"]
+    assert summary["kept_by_split"].get("probe", 0) <= 3
+
+
+def test_planted_copies_of_golden_questions_are_rejected(ws, tmp_path: Path) -> None:
+    from appliance.sdg.generate import generate_pairs
+
+    golden = [json.loads(line) for line in (SAMPLES / "questions.jsonl").read_text().splitlines()]
+    planted = itertools.cycle(q["question"] for q in golden)
+
+    def copying(prompt, params, schema):  # writes golden questions, lightly changed, and answers them
+        if "Excerpt:" in prompt:
+            return next(planted).replace("What", "Which")
+        return "I don't know"
+    summary = generate_pairs(open_workspace(ws, ["sdg.target_pairs=6", "sdg.probe_questions=0"]),
+                             golden=[SAMPLES / "questions.jsonl"], generator=FakeGenerator(copying))
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    outcomes = con.execute("SELECT passed, detail FROM sdg_filters WHERE run_id = ? AND filter = 'contamination'",
+                           [summary["run_id"]]).fetchall()
+    con.close()
+    assert outcomes and not any(passed for passed, _ in outcomes)
+    assert all("closest golden question s" in detail for _, detail in outcomes)
+
+
+def test_withheld_examples_never_contain_their_answer(ws) -> None:
+    from appliance.answering import Answerer
+    from appliance.sdg.examples import ExampleBuilder
+
+    workspace = open_workspace(ws)
+    answerer = Answerer.open(workspace, FakeGenerator([]), need_index=True)
+    chunks = [c for c, _ in answerer.retriever.visible([])]
+    builder = ExampleBuilder(answerer, chunks, [])
+    checked = 0
+    for chunk in chunks:
+        for a in anchors_of(chunk, ["fact", "number"], 2, 0):
+            passages = builder.near_misses(f"What about {a.answer}?", a.answer, a.evidence, chunk)
+            assert all(not contains_answer(p.text, a.answer) for p in passages)
+            checked += bool(passages)
+    assert checked >= 20
+    assert contains_answer("kept for 90 days on bkp01", "90 days") and not contains_answer("kept on bkp01", "90 days")
+
+
+def test_review_dataset_export_and_trl_loading(ws, capsys, tmp_path: Path) -> None:
+    from appliance.sdg.generate import generate_pairs
+
+    generate_pairs(open_workspace(ws, ["sdg.target_pairs=10", "sdg.probe_questions=0"]), generator=scripted_writer())
+    code, _, err = run_cli(capsys, ws, "sdg", "dataset")  # nothing approved yet: says what to do
+    assert code == 2 and "review" in err and "--unreviewed" in err
+    code, pending, _ = run_cli(capsys, ws, "sdg", "review", "list", "--split", "train", "--json")
+    assert code == 0 and pending and all(p["status"] == "pending" and p["source"] for p in pending)
+    first, second = pending[0]["pair_id"], pending[1]["pair_id"]
+    code, _, err = run_cli(capsys, ws, "sdg", "review", "reject", second)
+    assert code == 2 and "--reason" in err
+    assert run_cli(capsys, ws, "sdg", "review", "reject", second, "--reason", "vague", "--reviewer", "bo")[0] == 0
+    assert run_cli(capsys, ws, "sdg", "review", "edit", first[:8], "--question", "Which answer is right?",
+                   "--reviewer", "ann")[0] == 0
+    code, card, err = run_cli(capsys, ws, "sdg", "dataset", "--json")
+    assert code == 0, err
+    assert card["reviewed_only"] and card["pairs"]["used"] == 1 and card["pairs"]["never_reviewed"] == 0
+    rows = [json.loads(line) for line in Path(card["path"], "train.jsonl").read_text().splitlines()]
+    rows += [json.loads(line) for line in Path(card["path"], "validation.jsonl").read_text().splitlines()]
+    assert {r["prompt"][1]["content"].rsplit("Question: ", 1)[1] for r in rows} == {"Which answer is right?"}
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    reviews = con.execute("SELECT pair_id, action, reviewer FROM v_sdg_reviews ORDER BY created_at").fetchall()
+    con.close()
+    assert (second, "reject", "bo") in reviews and (first, "edit", "ann") in reviews
+    code, everything, _ = run_cli(capsys, ws, "sdg", "dataset", "--unreviewed", "--json")
+    assert code == 0 and not everything["reviewed_only"] and everything["pairs"]["never_reviewed"] > 0
+    assert second not in {e.split("-")[0] for e in _ids(everything)}  # a rejected pair stays out
+    code, out, _ = run_cli(capsys, ws, "sdg", "export", everything["dataset_id"], "--format", "openai", "--json")
+    assert code == 0 and all(Path(f).is_file() for f in out["files"])
+    for fmt in ("prompt-completion", "chat", "alpaca"):
+        assert run_cli(capsys, ws, "sdg", "export", everything["dataset_id"], "--format", fmt)[0] == 0
+    _loads_in_trl(Path(everything["path"]))
+
+
+def _ids(card: dict) -> list[str]:
+    folder = Path(card["path"])
+    return [json.loads(line)["id"] for s in ("train", "validation")
+            for line in (folder / f"{s}.jsonl").read_text().splitlines()]
+
+
+def _loads_in_trl(folder: Path) -> None:
+    """TRL reads the prompt-completion files as they are: conversational, and its chat-template step renders
+    prompt and completion with a tokenizer (the test model's, read from its GGUF)."""
+    from datasets import load_dataset
+    from transformers import AutoTokenizer
+    from trl.data_utils import is_conversational, maybe_apply_chat_template
+
+    from appliance.models import DEFAULT_MODELS_DIR, ModelCatalog
+
+    data = load_dataset("json", data_files={"train": str(folder / "train.jsonl")})["train"]
+    assert len(data) > 0 and is_conversational(data[0])
+    entry = ModelCatalog().get("test-generator")
+    tok = AutoTokenizer.from_pretrained(str(DEFAULT_MODELS_DIR), gguf_file=entry.file)
+    rendered = maybe_apply_chat_template(data[0], tok)
+    assert data[0]["completion"][0]["content"] in rendered["completion"] and "Passages:" in rendered["prompt"]
+
+
+def test_bad_input_gets_a_clear_message(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty"
+    code, _, err = run_cli(capsys, empty, "sdg", "generate")
+    assert code == 2 and "index is empty" in err
+    code, _, err = run_cli(capsys, empty, "sdg", "export", "nope")
+    assert code == 2 and "no dataset" in err
+    header_only = {"chunk_id": "h", "doc_id": "d", "section": "", "element_types": ["Table"],
+                   "text": "system type retention"}
+    assert anchors_of(header_only, ["fact", "number", "table", "procedure"], 2, 0,
+                      [(("system", "type", "retention"),)]) == []
+    norsk = {"chunk_id": "n", "doc_id": "d", "section": "", "element_types": ["NarrativeText"],
+             "text": "Sikkerhetskopier av filserveren tas hver natt og oppbevares i 90 dager på bkp01."}
+    assert all(a.answer in norsk["text"] for a in anchors_of(norsk, ["fact", "number"], 2, 0))
+
+
+def test_a_run_that_keeps_nothing_says_so(ws, capsys, monkeypatch) -> None:
+    import appliance.sdg.generate as generate
+
+    monkeypatch.setattr(generate, "load_generator", lambda *a, **k: FakeGenerator(lambda *_: "not a question"))
+    code, out, err = run_cli(capsys, ws, "--set", "sdg.target_pairs=3", "--set", "sdg.probe_questions=0",
+                             "sdg", "generate")
+    assert code == 0 and "0 candidate pairs" in out and "unparseable after retries" in out and "0 kept" in out
+
+
+CHILD = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from test_sdg import scripted_writer
+from appliance.sdg.generate import generate_pairs
+from appliance.workspace import open_workspace
+writer = scripted_writer()
+slow = writer._script
+writer._script = lambda *a: (time.sleep(0.05), slow(*a))[1]  # a model's pace, so the kill lands mid-run
+from pathlib import Path
+generate_pairs(open_workspace(Path({ws!r}), ["sdg.target_pairs=40", "sdg.probe_questions=5", "sdg.batch_chunks=2"]),
+               generator=writer)
+"""
+
+
+def test_a_generation_killed_with_sigkill_resumes_without_duplicates(ws) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from appliance.audit import AuditStore, query
+    from appliance.sdg.generate import generate_pairs
+
+    proc = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=str(Path(__file__).parent), ws=str(ws))])
+    deadline = time.monotonic() + 120
+    done = 0
+    while done < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        _, rows = query(ws / "audit.duckdb", "SELECT count(*) FROM events e JOIN runs r USING (run_id) WHERE "
+                        "e.kind = 'sdg_chunk_done' AND r.run_id NOT IN (SELECT run_id FROM events WHERE kind = "
+                        "'run_end') AND r.kind = 'sdg-generate'")
+        done = rows[0][0]
+    proc.send_signal(signal.SIGKILL)  # no clean-up: no run_interrupted, no run_end
+    proc.wait(timeout=30)
+    assert done >= 2, "the child wrote no chunk before the deadline"
+    _, rows = query(ws / "audit.duckdb", "SELECT run_id FROM v_runs WHERE kind = 'sdg-generate' AND status IS NULL "
+                    "ORDER BY started_at DESC LIMIT 1")
+    (run_id,) = rows[0]
+    summary = generate_pairs(open_workspace(ws, ["sdg.target_pairs=40", "sdg.probe_questions=5",
+                                                 "sdg.batch_chunks=2"]), resume=run_id, generator=scripted_writer())
+    assert summary["run_id"] == run_id
+    _, pairs = query(ws / "audit.duckdb", f"SELECT pair_id FROM sdg_pairs WHERE run_id = '{run_id}'")
+    _, chunks = query(ws / "audit.duckdb", "SELECT json_extract_string(payload_json, '$.chunk_id') FROM events "
+                      f"WHERE run_id = '{run_id}' AND kind = 'sdg_chunk_done'")
+    assert len({p for (p,) in pairs}) == len(pairs) and len({c for (c,) in chunks}) == len(chunks)
+    with AuditStore(ws / "audit.duckdb") as store:
+        report = store.verify()
+        assert report.ok, [str(f) for f in report.findings]
