@@ -1,4 +1,8 @@
-"""The audit store: migrations, the hash chain, tamper detection and the read-only SQL."""
+"""The audit store: migrations, the hash chain, the ledger, checkpoints, tamper detection and the read-only SQL.
+
+Each verify rule has a test whose tampering only that rule catches (the forger recomputes what the others check).
+"""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -6,8 +10,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from appliance.audit import AuditError, AuditStore, ReadOnlyQueryError, query
+from appliance.audit import AuditError, AuditStore, ReadOnlyQueryError, _chained_tables, checkpoint, query
 from appliance.audit.migrations import MIGRATIONS
+from appliance.audit.chain import row_hash
+from appliance.audit.ledger import entry_hash
 
 
 def _answer(run, text: str) -> None:
@@ -34,9 +40,76 @@ def _tamper(path: Path, sql: str) -> None:
     con.close()
 
 
-def _problems(path: Path) -> list[tuple[str, str]]:
+def _problems(path: Path, **verify) -> list[tuple[str, str]]:
     with AuditStore(path) as store:
-        return [(f.run_id, f.problem) for f in store.verify().findings]
+        return [(f.run_id, f.problem) for f in store.verify(**verify).findings]
+
+
+# --- the insider: someone who can write the file and runs the product's own hash functions -----------------------
+
+def _rechain(con) -> None:
+    """Recompute every run's prev_hash/row_hash (and the run headers' prev_run_hash) after an edit."""
+    rows: dict[str, list[tuple[str, dict]]] = {}
+    for table in _chained_tables(con):
+        cur = con.execute(f"SELECT * FROM {table}")
+        names = [d[0] for d in cur.description]
+        for values in cur.fetchall():
+            row = dict(zip(names, values))
+            rows.setdefault(row["run_id"], []).append((table, row))
+    order = [r for (r,) in con.execute("SELECT run_id FROM runs ORDER BY created_at").fetchall()]
+    prev_header = None
+    for run_id in order + sorted(set(rows) - set(order)):
+        prev = None
+        for table, row in sorted(rows.get(run_id, []), key=lambda tr: tr[1]["seq"]):
+            old_seq = row["seq"]
+            row["prev_hash"] = prev
+            if table == "runs":
+                row["prev_run_hash"] = prev_header
+            row["row_hash"] = row_hash(table, row)
+            con.execute(f"UPDATE {table} SET prev_hash = ?, row_hash = ?"
+                        + (", prev_run_hash = ?" if table == "runs" else "") + " WHERE run_id = ? AND seq = ?",
+                        [row["prev_hash"], row["row_hash"]] + ([row["prev_run_hash"]] if table == "runs" else [])
+                        + [run_id, old_seq])
+            prev = row["row_hash"]
+            if table == "runs":
+                prev_header = row["row_hash"]
+
+
+def _reledger(con) -> None:
+    """Rewrite the ledger over the rows as they now are, keeping its entries' shape (the forger's last step)."""
+    current = {}
+    for table in _chained_tables(con):
+        for run_id, seq, h in con.execute(f"SELECT run_id, seq, row_hash FROM {table}").fetchall():
+            current[(run_id, seq)] = h
+    entries = con.execute("SELECT position, created_at, kind, run_id, note, row_hashes FROM ledger "
+                          "ORDER BY position").fetchall()
+    con.execute("DELETE FROM ledger")
+    prev, size, position = None, 0, 0
+    covered = set()
+    new = [(e[1], e[2], e[3], e[4], [s for s, _ in json.loads(e[5]) if (e[3], s) in current]) for e in entries]
+    extra = sorted(k for k in current if k not in {(e[2], s) for e in new for s in e[4]})
+    new += [(new[-1][0], "rows", run_id, None, [seq]) for run_id, seq in extra]
+    for created_at, kind, run_id, note, seqs in new:
+        if not seqs:
+            continue
+        size += len(seqs)
+        e = {"position": position, "created_at": created_at, "kind": kind, "run_id": run_id,
+             "seq_from": seqs[0], "seq_to": seqs[-1], "row_hashes": json.dumps([[s, current[(run_id, s)]] for s in seqs]),
+             "size": size, "note": note, "prev_entry_hash": prev}
+        e["entry_hash"] = entry_hash(e)
+        con.execute(f"INSERT INTO ledger ({', '.join(e)}) VALUES ({', '.join('?' * len(e))})", list(e.values()))
+        prev, position = e["entry_hash"], position + 1
+        covered.update((run_id, s) for s in seqs)
+
+
+def _forge(path: Path, sql: str, rechain: bool = True, reledger: bool = False) -> None:
+    con = duckdb.connect(str(path))
+    con.execute(sql)
+    if rechain:
+        _rechain(con)
+    if reledger:
+        _reledger(con)
+    con.close()
 
 
 def test_migrations_are_recorded_once(tmp_path: Path) -> None:
@@ -119,20 +192,6 @@ def test_auditor_sql_reads_views_but_not_files(tmp_path: Path) -> None:
     assert names == ["question_id", "output"] and [r[1] for r in rows] == ["answer 0.0", "answer 0.1"]
     with pytest.raises(AuditError, match="query failed"):
         query(path, "SELECT * FROM read_csv('/etc/hostname')")
-
-
-def test_deleting_the_newest_run_is_caught_against_a_noted_head(tmp_path: Path) -> None:
-    path = tmp_path / "audit.duckdb"
-    ids = _store_with_runs(path, n_runs=2)
-    with AuditStore(path) as store:
-        head = store.head()
-    for table in ("answers", "events", "runs"):
-        _tamper(path, f"DELETE FROM {table} WHERE run_id = '{ids[1]}'")
-    with AuditStore(path) as store:
-        report = store.verify()
-        assert report.ok  # invisible from inside the file alone...
-        store.check_head(head, report)
-        assert [f.problem for f in report.findings] == ["run_deleted"]  # ...but not against the noted head
 
 
 def test_a_running_run_holds_no_lock_auditors_can_read(tmp_path: Path) -> None:
@@ -230,3 +289,282 @@ def test_a_whole_number_in_a_double_column_verifies(tmp_path: Path) -> None:
         run.append("sdg_filters", pair_id="p", filter="format", passed=True, score=11, threshold=None, detail="ok")
     with AuditStore(path) as store:
         assert store.verify().ok  # 11 is hashed as the 11.0 it reads back as
+
+
+# --- the guards, one test per rule: each tampering below is caught by exactly the rule named ----------------------
+
+def test_a_forged_answer_with_recomputed_hashes_is_named_by_the_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path)
+    with AuditStore(path) as store:
+        before = store.head()
+    _forge(path, f"UPDATE answers SET output = 'FORGED ANSWER' WHERE run_id = '{ids[0]}' AND seq = 2")
+    with AuditStore(path) as store:
+        report = store.verify()
+        assert store.head() == before  # the ledger was left alone: its head did not move...
+    assert [(f.run_id, f.problem, f.table, f.seq) for f in report.findings] == [(ids[0], "edited", "answers", 2)]
+    assert "recomputed" in report.findings[0].detail  # ...and it names the forged row
+
+
+def test_a_forgery_that_rewrites_the_ledger_too_is_caught_against_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path, n_runs=3)
+    with AuditStore(path) as store:
+        head, recomputed = store.checkpoint_state()
+        cp = checkpoint.make(path, head, recomputed)
+    _store_with_runs(path, n_runs=1)  # the store grows after the checkpoint: still a consistent extension
+    assert _problems(path, checkpoints=(cp,), expect_heads=(head.hash,)) == []
+    _forge(path, f"UPDATE answers SET output = 'FORGED ANSWER' WHERE run_id = '{ids[1]}' AND seq = 1", reledger=True)
+    assert _problems(path) == []  # the whole file is self-consistent: only something kept outside it can tell
+    with AuditStore(path) as store:
+        findings = store.verify(checkpoints=(cp,)).findings
+    assert [(f.run_id, f.problem) for f in findings] == [(ids[0], "rewritten")]
+    assert ids[1] in findings[0].detail  # located: the window of entries holds the forged run
+    assert _problems(path, expect_heads=(head.hash,)) == [("?", "rewritten")]
+
+
+def test_a_removed_tail_is_caught_against_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path, n_runs=2)
+    with AuditStore(path) as store:
+        cp = checkpoint.make(path, *store.checkpoint_state())
+    _forge(path, "".join(f"DELETE FROM {t} WHERE run_id = '{ids[1]}';" for t in ("answers", "events", "runs")),
+           reledger=True)
+    assert _problems(path) == []
+    assert _problems(path, checkpoints=(cp,)) == [("?", "truncated")]
+
+
+def test_row_hash_rule(tmp_path: Path) -> None:  # an edit without recomputing: the row's own hash
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path)
+    _forge(path, f"UPDATE answers SET output = 'x' WHERE run_id = '{ids[0]}' AND seq = 2", rechain=False)
+    assert _problems(path) == [(ids[0], "edited")]
+
+
+def test_prev_hash_rule(tmp_path: Path) -> None:  # a row re-linked (hashes and ledger made consistent)
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path)
+    con = duckdb.connect(str(path))
+    row = dict(zip([d[0] for d in con.execute("SELECT * FROM answers LIMIT 0").description],
+                   con.execute(f"SELECT * FROM answers WHERE run_id = '{ids[0]}' AND seq = 2").fetchone()))
+    row["prev_hash"] = "0" * 64
+    con.execute("UPDATE answers SET prev_hash = ?, row_hash = ? WHERE run_id = ? AND seq = 2",
+                [row["prev_hash"], row_hash("answers", row), ids[0]])
+    _reledger(con)
+    con.close()
+    with AuditStore(path) as store:
+        findings = store.verify().findings
+    assert [(f.run_id, f.problem, f.seq) for f in findings] == [(ids[0], "deleted", 2), (ids[0], "deleted", 3)]
+    assert all("prev_hash" in f.detail for f in findings)  # it, and the row after it that linked to its old hash
+
+
+def test_seq_gap_rule(tmp_path: Path) -> None:  # a middle row deleted, the run re-linked, the ledger rewritten
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path)
+    _forge(path, f"DELETE FROM answers WHERE run_id = '{ids[0]}' AND seq = 2", reledger=True)
+    with AuditStore(path) as store:
+        findings = store.verify().findings
+    assert [(f.run_id, f.problem) for f in findings] == [(ids[0], "deleted")] and "seq 2..2" in findings[0].detail
+
+
+def test_run_end_count_rule(tmp_path: Path) -> None:  # a middle row deleted and the rest renumbered
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path)
+    sql = (f"DELETE FROM answers WHERE run_id = '{ids[0]}' AND seq = 2;"
+           + "".join(f"UPDATE {t} SET seq = seq - 1 WHERE run_id = '{ids[0]}' AND seq > 2;" for t in ("answers", "events")))
+    _forge(path, sql, reledger=True)
+    with AuditStore(path) as store:
+        findings = store.verify().findings
+    assert [(f.run_id, f.problem) for f in findings] == [(ids[0], "deleted")] and "run_end says" in findings[0].detail
+
+
+def test_rows_after_run_end_rule(tmp_path: Path) -> None:  # a row slipped in after the run was sealed
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path)
+    _forge(path, f"INSERT INTO answers SELECT * REPLACE (5 AS seq, 'added later' AS output) FROM answers "
+                 f"WHERE run_id = '{ids[0]}' AND seq = 1", reledger=True)
+    assert _problems(path) == [(ids[0], "edited")]
+
+
+def test_deleted_run_rule(tmp_path: Path) -> None:  # a whole run removed, everything else made consistent
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path, n_runs=3)
+    con = duckdb.connect(str(path))
+    for t in ("answers", "events", "runs"):
+        con.execute(f"DELETE FROM {t} WHERE run_id = '{ids[1]}'")
+    _reledger(con)
+    con.close()
+    assert _problems(path) == [(ids[2], "run_deleted")]
+
+
+def test_unclosed_rule(tmp_path: Path) -> None:  # the run_end row removed
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path)
+    _forge(path, f"DELETE FROM events WHERE run_id = '{ids[1]}' AND kind = 'run_end'", reledger=True)
+    assert _problems(path) == [(ids[1], "unclosed")]
+
+
+def test_ledger_row_recorded_rule(tmp_path: Path) -> None:  # the newest run deleted whole: only the ledger knows
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path)
+    _forge(path, "".join(f"DELETE FROM {t} WHERE run_id = '{ids[1]}';" for t in ("answers", "events", "runs")))
+    assert _problems(path) == [(ids[1], "deleted")]
+
+
+def test_unledgered_rule(tmp_path: Path) -> None:  # a run written straight into the tables, chained but not ledgered
+    path = tmp_path / "audit.duckdb"
+    ids = _store_with_runs(path, n_runs=1)
+    con = duckdb.connect(str(path))
+    for t in ("runs", "answers", "events"):
+        con.execute(f"INSERT INTO {t} SELECT * REPLACE ('fake' AS run_id, created_at + INTERVAL 1 HOUR AS created_at)"
+                    f" FROM {t} WHERE run_id = '{ids[0]}'")
+    _rechain(con)
+    con.close()
+    problems = _problems(path)
+    assert set(problems) == {("fake", "unledgered")} and len(problems) == 5
+
+
+def test_ledger_entry_hash_rule(tmp_path: Path) -> None:
+    path = tmp_path / "audit.duckdb"
+    _store_with_runs(path)
+    _forge(path, "UPDATE ledger SET note = 'edited' WHERE position = 1", rechain=False)
+    assert [p for _, p in _problems(path)] == ["ledger_edited"]
+
+
+def _edit_entry(path: Path, position: int, **changes) -> None:
+    con = duckdb.connect(str(path))
+    cur = con.execute("SELECT * FROM ledger WHERE position = ?", [position])
+    e = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    e.update(changes)
+    e["entry_hash"] = entry_hash(e)
+    con.execute("DELETE FROM ledger WHERE position = ?", [position])
+    con.execute(f"INSERT INTO ledger ({', '.join(e)}) VALUES ({', '.join('?' * len(e))})", list(e.values()))
+    con.close()
+
+
+def test_ledger_link_rule(tmp_path: Path) -> None:  # an entry re-linked (its own hash recomputed)
+    path = tmp_path / "audit.duckdb"
+    _store_with_runs(path)
+    _edit_entry(path, 2, prev_entry_hash="0" * 64)
+    assert [p for _, p in _problems(path)] == ["ledger_deleted", "ledger_deleted"]  # it, and the entry after it
+
+
+def test_ledger_size_rule(tmp_path: Path) -> None:  # the newest entry claims another size (hash recomputed)
+    path = tmp_path / "audit.duckdb"
+    _store_with_runs(path)
+    with AuditStore(path) as store:
+        last = store.head().entries - 1
+    _edit_entry(path, last, size=999)
+    assert [p for _, p in _problems(path)] == ["ledger_edited"]
+
+
+def test_ledger_recorded_twice_rule(tmp_path: Path) -> None:  # an entry appended that repeats a row
+    path = tmp_path / "audit.duckdb"
+    _store_with_runs(path)
+    con = duckdb.connect(str(path))
+    cur = con.execute("SELECT * FROM ledger ORDER BY position DESC LIMIT 1")
+    e = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    hashes = json.loads(e["row_hashes"])[-1:]
+    e.update(position=e["position"] + 1, prev_entry_hash=e["entry_hash"], row_hashes=json.dumps(hashes),
+             size=e["size"] + 1, seq_from=hashes[0][0])
+    e["entry_hash"] = entry_hash(e)
+    con.execute(f"INSERT INTO ledger ({', '.join(e)}) VALUES ({', '.join('?' * len(e))})", list(e.values()))
+    con.close()
+    assert [p for _, p in _problems(path)] == ["ledger_edited"]
+
+
+def _one_row_per_chained_table(path: Path) -> str:
+    """A run with one row in every chained table, its values made from the column types."""
+    fill = {"VARCHAR": "v", "BIGINT": 1, "INTEGER": 1, "DOUBLE": 1.5, "BOOLEAN": True, "JSON": {"k": 1}}
+    with AuditStore(path) as store, store.run("test", "pytest", {}, "0") as run:
+        for table in store.chained_tables():
+            if table == "runs":
+                continue
+            cols = store.con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                     "WHERE table_name = ?", [table]).fetchall()
+            values = {c: fill[t] for c, t in cols if c not in {"run_id", "seq", "created_at", "prev_hash", "row_hash"}}
+            if table == "events":
+                values["kind"] = "note"
+            run.append(table, **values)
+        return run.run_id
+
+
+def _tables() -> list[str]:
+    import tempfile
+    with tempfile.TemporaryDirectory() as d, AuditStore(Path(d) / "a.duckdb") as store:
+        return store.chained_tables()
+
+
+@pytest.mark.parametrize("table", _tables())
+def test_an_edit_to_any_chained_table_is_caught_and_named(tmp_path: Path, table: str) -> None:
+    path = tmp_path / "audit.duckdb"
+    run_id = _one_row_per_chained_table(path)
+    assert _problems(path) == []
+    column = "kind" if table in ("runs", "events") else next(
+        c for (c,) in duckdb.connect(str(path), read_only=True).execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND data_type = 'VARCHAR' "
+            "AND column_name NOT IN ('run_id', 'prev_hash', 'row_hash') ORDER BY ordinal_position", [table]).fetchall())
+    where = f"run_id = '{run_id}' AND seq = (SELECT min(seq) FROM {table} WHERE run_id = '{run_id}')"
+    _forge(path, f"UPDATE {table} SET {column} = 'forged' WHERE {where}", rechain=False)
+    assert _problems(path) == [(run_id, "edited")]
+    _forge(path, f"UPDATE {table} SET {column} = 'forged again' WHERE {where}")  # hashes recomputed: the ledger names it
+    with AuditStore(path) as store:
+        findings = store.verify().findings
+    assert [(f.problem, f.table) for f in findings] == [("edited", table)]
+
+
+def test_a_store_from_before_the_ledger_is_sealed_by_the_migration(tmp_path: Path, monkeypatch) -> None:
+    import appliance.audit as audit
+    path = tmp_path / "audit.duckdb"
+    old = [m for m in MIGRATIONS if m[0] < audit.LEDGER_MIGRATION]
+    monkeypatch.setattr(audit, "MIGRATIONS", old)
+    monkeypatch.setattr(audit.ledger, "append", lambda *a, **k: None)  # the old code wrote no ledger
+    ids = _store_with_runs(path, n_runs=2)
+    monkeypatch.undo()
+    with AuditStore(path) as store:
+        report = store.verify()
+        notes = store.con.execute("SELECT kind, run_id, note FROM ledger ORDER BY position").fetchall()
+    assert report.ok and report.size == 2 * 5
+    assert [(k, r) for k, r, _ in notes] == [("seal", ids[0]), ("seal", ids[1])]
+    assert json.loads(notes[0][2]) == {"migration": 5, "sealed_as_found": 5, "findings_at_seal": []}
+    _store_with_runs(path, n_runs=1)
+    _forge(path, f"UPDATE answers SET output = 'FORGED' WHERE run_id = '{ids[0]}' AND seq = 1")
+    assert _problems(path) == [(ids[0], "edited")]
+
+
+def test_checkpoint_signatures(tmp_path: Path) -> None:
+    path = tmp_path / "audit.duckdb"
+    _store_with_runs(path)
+    key = tmp_path / "keys" / "auditor"
+    pub, kid = checkpoint.keygen(key)
+    assert key.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(Exception, match="never overwritten"):
+        checkpoint.keygen(key)
+    public = checkpoint.load_public_key(pub)
+    with AuditStore(path) as store:
+        signed = checkpoint.make(path, *store.checkpoint_state(), key_file=key)
+        unsigned = checkpoint.make(path, *store.checkpoint_state())
+    assert signed["key_id"] == kid
+    assert _problems(path, checkpoints=(signed,), public_key=public) == []
+    assert _problems(path, checkpoints=(unsigned,), public_key=public) == [("?", "checkpoint_unsigned")]
+    assert _problems(path, checkpoints=(signed | {"size": 1},), public_key=public) == [("?", "checkpoint_forged")]
+    other = tmp_path / "other"
+    checkpoint.keygen(other)
+    assert _problems(path, checkpoints=(signed,), public_key=checkpoint.load_public_key(Path(f"{other}.pub"))) == [
+        ("?", "checkpoint_forged")]
+
+
+def test_explain_analyze_of_a_write_is_refused_by_the_read_only_connection(tmp_path: Path, monkeypatch) -> None:
+    import appliance.audit as audit
+    path = tmp_path / "audit.duckdb"
+    _store_with_runs(path, n_runs=1)
+    with pytest.raises(AuditError, match="read-only"):
+        query(path, "EXPLAIN ANALYZE DELETE FROM answers")  # an EXPLAIN to the statement check; it would run
+    # without the statement check, the connection alone still refuses every write
+    monkeypatch.setattr(audit, "READ_ONLY_STATEMENTS", set(duckdb.StatementType.__members__.values()))
+    for sql in ("DELETE FROM answers", "UPDATE answers SET output = 'x'", "CREATE TABLE t (x INT)"):
+        with pytest.raises(AuditError, match="read-only"):
+            query(path, sql)
+    monkeypatch.undo()
+    _, rows = query(path, "SELECT count(*) FROM answers")
+    assert rows == [(3,)] and _problems(path) == []

@@ -127,3 +127,32 @@ def test_progress_bars_on_a_terminal_and_nothing_with_json(cli, tmp_path: Path) 
     assert "ingest" in screen and "1/1" in screen and "━" in screen  # a rich bar, drawn on the terminal
     code, out, err = cli("ingest", str(corpus / "price-list-2026.csv"), "--json")
     assert code == 0 and err == "" and out["counts"] == {"ingested": 1}
+
+
+def test_checkpoints_and_noted_heads_through_the_cli(cli, workspace: Path, tmp_path: Path) -> None:
+    from appliance.ask import ask
+    from appliance.llm.fake import FakeGenerator
+    from appliance.workspace import open_workspace
+
+    ask(open_workspace(workspace), "2+2?", rag=False, generator=FakeGenerator(["4"]))
+    key, cps = tmp_path / "auditor" / "key", tmp_path / "auditor" / "checkpoints.jsonl"
+    code, made, _ = cli("audit", "keygen", "--out", str(key), "--json")
+    assert code == 0 and Path(made["public_key"]).is_file()
+    code, _, err = cli("audit", "checkpoint", "--file", str(workspace / "cp.jsonl"))
+    assert code == 2 and "inside the workspace" in err
+    code, cp, _ = cli("audit", "checkpoint", "--file", str(cps), "--sign", str(key), "--json")
+    assert code == 0 and cp["key_id"] == made["key_id"] and len(cps.read_text().splitlines()) == 1
+    code, out, _ = cli("audit", "verify", "--checkpoints", str(cps), "--pubkey", made["public_key"],
+                       "--expect-head", cp["head"], "--json")
+    assert code == 0 and out["ok"] and out["checkpoints"] == 1
+    con = duckdb.connect(str(workspace / "audit.duckdb"))  # the ledger removed: its rows are unledgered, and
+    con.execute("DELETE FROM ledger")                       # the checkpoint and the noted head are gone with it
+    con.close()
+    code, out, _ = cli("audit", "verify", "--json")
+    assert code == 1 and {f["problem"] for f in out["findings"]} == {"unledgered"}
+    code, out, _ = cli("audit", "verify", "--checkpoints", str(cps), "--pubkey", made["public_key"],
+                       "--expect-head", cp["head"], "--json")
+    assert code == 1 and {"truncated", "rewritten"} <= {f["problem"] for f in out["findings"]}
+    cps.write_text("not json\n")
+    code, _, err = cli("audit", "verify", "--checkpoints", str(cps))
+    assert code == 2 and "not a checkpoint line" in err

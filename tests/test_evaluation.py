@@ -437,3 +437,23 @@ def test_strategies_choose_by_their_rules_with_scripted_samples() -> None:
     assert "contrarian" in gen.calls[3][0] and "(contrarian) I don't know" in gen.calls[4][0]  # drafts reach the chair
     with pytest.raises(UsageError, match="unknown strategy"):
         StrategyRunner(gen, cfg).run("debate", CONTEXT, "How long?", context)
+
+
+def test_the_oracle_and_the_gold_check_show_no_chunk_outside_the_callers_groups(ws, capsys, tmp_path: Path) -> None:
+    from appliance.answering import Answerer
+
+    answerer = Answerer.open(open_workspace(ws), FakeGenerator(lambda *_: "x"), need_index=True)
+    s14 = next(json.loads(line) for line in (SAMPLES / "questions.jsonl").read_text().splitlines()
+               if '"s14"' in line)  # its evidence is a row of salary-bands-2026.md, group hr
+    for groups, seen in ((["hr"], True), ([], False), (["board"], False)):
+        ctx, _ = answerer.context(s14["question"], "oracle", groups, (s14["evidence"],))
+        assert any(p.chunk_id and p.file_name == "salary-bands-2026.md" for p in ctx.passages) is seen
+        assert all(p.chunk_id for p in ctx.passages) is seen  # unseen: only the golden set's own quote stands in
+        assert bool(ctx.missing_quotes) is not seen
+    as_public = small_set(tmp_path, ["s14"])
+    as_public.write_text(as_public.read_text().replace('"groups": ["hr"]', '"groups": []'))
+    code, out, _ = run(capsys, ws, "gold", "check", "--questions", str(as_public), "--json")
+    assert code == 1 and out["flagged_ids"] == ["s14"]  # its evidence is in no chunk this caller may see
+    assert "not found" in out["findings"][0]["reason"]
+    code, out, _ = run(capsys, ws, "gold", "check", "--questions", str(small_set(tmp_path, ["s14"])), "--json")
+    assert code == 0 and out["flagged"] == 0

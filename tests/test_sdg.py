@@ -141,7 +141,8 @@ def test_generation_records_every_candidate_and_filter_and_resumes_without_dupli
     assert {p for (p,) in filters} == {p for p, _ in pairs}  # every candidate has its filter outcomes
     assert summary["survival"][0]["filter"] == "contamination"
     assert summary["kept"] == summary["survival"][-1]["surviving"]
-    assert summary["kept_by_split"].get("probe", 0) <= 3
+    per_batch = workspace.config.sdg.batch_chunks * workspace.config.sdg.per_chunk  # a batch may overshoot
+    assert 3 <= summary["kept_by_split"].get("probe", 0) < 3 + per_batch
 
 
 def test_planted_copies_of_golden_questions_are_rejected(ws, tmp_path: Path) -> None:

@@ -3,8 +3,10 @@
     with store.run("ask", command=..., config=cfg) as run:     # (Workspace.run fills command, config, version)
         run.append("answers", question=..., output=..., ...)
 
-Product code only ever INSERTs. `verify()` recomputes every chain; `query()` is the auditors' read-only SQL; the
-read API (`find_run`, `runs`, `rows`, `events`) is what code asks of it.
+Product code only ever INSERTs. Every write also appends to the ledger (ledger.py), whose head commits to every row;
+`verify()` recomputes every run's chain and the ledger, against heads and checkpoints kept elsewhere
+(checkpoint.py); `query()` is the auditors' read-only SQL; the read API (`find_run`, `runs`, `rows`, `events`) is
+what code asks of it.
 
 No connection is held while a run works: rows are buffered by the run and written in one short transaction at each
 `flush()` (long loops flush after every unit of work; `close()` flushes), so auditors can query and other commands
@@ -28,15 +30,19 @@ from typing import Any
 
 import duckdb
 
+from appliance.audit import checkpoint, ledger
 from appliance.audit.chain import CHAIN_COLUMNS, Finding, VerifyReport, row_hash, verify_rows
+from appliance.audit.ledger import Head
 from appliance.audit.migrations import MIGRATIONS
 from appliance.errors import Cancelled, UsageError
 
-__all__ = ["AuditStore", "AuditError", "Run", "RunInfo", "ReadOnlyQueryError", "config_sha256"]
+__all__ = ["AuditStore", "AuditError", "Head", "Run", "RunInfo", "ReadOnlyQueryError", "config_sha256"]
 
 READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 LOCK_WAIT_S = 60.0          # how long to wait for another process's write to finish before giving up
 FLUSH_EVERY = 500           # rows buffered by a run before they are written without being asked
+WRITE_RETRIES = 20          # a write that lost the race for the next ledger position (same process) is retried
+LEDGER_MIGRATION = 5        # the migration after which every run written before it is sealed into the ledger
 
 
 class AuditError(RuntimeError):
@@ -186,6 +192,10 @@ class AuditStore:
             con.execute("BEGIN TRANSACTION")
             try:
                 con.execute(sql)
+                if version == LEDGER_MIGRATION:
+                    rows_by_run, order = _load(con)
+                    found = verify_rows({r: list(v) for r, v in rows_by_run.items()}, order, set()).findings
+                    ledger.seal_existing(con, _now(), rows_by_run, order, found)
                 con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?)", [version, name, digest, _now()])
                 con.execute("COMMIT")
             except duckdb.Error:
@@ -199,16 +209,24 @@ class AuditStore:
         if con is None:
             with self._connection() as con:
                 return self._insert_all(rows, con)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for table, row in rows:
-                cols = list(row)
-                con.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                            [row[c] for c in cols])
-            con.execute("COMMIT")
-        except duckdb.Error:
-            con.execute("ROLLBACK")
-            raise
+        for attempt in range(WRITE_RETRIES):
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table, row in rows:
+                    cols = list(row)
+                    con.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                [row[c] for c in cols])
+                ledger.append(con, _now(), rows)
+                con.execute("COMMIT")
+                return
+            except (duckdb.ConstraintException, duckdb.TransactionException):
+                con.execute("ROLLBACK")  # another connection of this process took the ledger position: go again
+                if attempt == WRITE_RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+            except duckdb.Error:
+                con.execute("ROLLBACK")
+                raise
 
     def start_run(self, kind: str, command: str, config: dict[str, Any], version: str) -> Run:
         """Append a run header (seq 0) linked to the previous run's header, and return the open run."""
@@ -300,38 +318,70 @@ class AuditStore:
 
     def chained_tables(self, con: duckdb.DuckDBPyConnection | None = None) -> list[str]:
         """Tables that carry the chain columns (found from the schema, so new tables join automatically)."""
-        rows = (con or self.con).execute("""SELECT table_name, list(column_name) FROM information_schema.columns
-                                   WHERE table_schema = 'main' GROUP BY table_name""").fetchall()
-        return sorted(t for t, cols in rows if CHAIN_COLUMNS <= set(cols))
+        return _chained_tables(con or self.con)
 
-    def verify(self) -> VerifyReport:
-        """Recompute every run's chain and report edited, deleted or unclosed rows."""
-        by_run: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        for table in self.chained_tables():
-            cur = self.con.execute(f"SELECT * FROM {table}")
-            names = [d[0] for d in cur.description]
-            for values in cur.fetchall():
-                row = dict(zip(names, values))
-                by_run.setdefault(row["run_id"], []).append((table, row))
-        order = [r for (r,) in self.con.execute("SELECT run_id FROM runs ORDER BY created_at").fetchall()]
-        report = verify_rows(by_run, order, self._open_runs)
+    def verify(self, expect_heads: tuple[str, ...] = (), checkpoints: tuple[dict[str, Any], ...] = (),
+               public_key: Any = None) -> VerifyReport:
+        """Recompute every run's chain and the ledger; report edited, deleted, inserted or unclosed rows, and any
+        head noted earlier (`expect_heads`) or checkpoint (checked against `public_key` when given) that the store
+        no longer extends."""
+        rows_by_run, order = _load(self.con)
+        report = verify_rows(rows_by_run, order, self._open_runs)
+        entries = self._ledger_entries()
+        found, recomputed = ledger.verify(entries, rows_by_run)
+        report.findings += found
+        now = ledger.head(self.con)
+        report.size, report.head = now.size, now.hash
+        for expected in expect_heads:
+            if expected not in recomputed and not self._old_head(expected):
+                report.findings.append(Finding("?", "rewritten", f"the head {expected} noted earlier is not in the "
+                                               "ledger: rows before it were changed, removed or inserted"))
+        for i, cp in enumerate(checkpoints, 1):
+            report.findings += checkpoint.check(cp, recomputed, entries, public_key, f"checkpoint {i}")
         return report
 
-    def check_head(self, expected: str, report: VerifyReport) -> None:
-        """Add a finding to `report` unless a run header with row_hash `expected` (an earlier head) still exists."""
-        found = self.con.execute("SELECT run_id FROM runs WHERE row_hash = ?", [expected]).fetchall()
-        if not found:
-            report.findings.append(Finding("?", "run_deleted", f"the run with head hash {expected} is gone"))
+    def checkpoint_state(self) -> tuple[Head, list[str]]:
+        """The head and every entry's recomputed hash (what a checkpoint is made of)."""
+        entries = self._ledger_entries()
+        return ledger.head(self.con), [ledger.entry_hash(e) for e in entries]
 
-    def head(self) -> str | None:
-        """row_hash of the newest run header: record it elsewhere to detect a later deletion of that whole run."""
-        last = self.con.execute("SELECT row_hash FROM runs ORDER BY created_at DESC LIMIT 1").fetchall()
-        return last[0][0] if last else None
+    def _ledger_entries(self) -> list[dict[str, Any]]:
+        cur = self.con.execute("SELECT * FROM ledger ORDER BY position")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def _old_head(self, expected: str) -> bool:
+        """A head noted before the ledger existed (a run header's hash) still names a run that is there."""
+        return bool(self.con.execute("SELECT count(*) FROM ledger WHERE kind = 'seal'").fetchone()[0]) and bool(
+            self.con.execute("SELECT count(*) FROM runs WHERE row_hash = ?", [expected]).fetchone()[0])
+
+    def head(self) -> Head:
+        """The ledger's head: note it (or `audit checkpoint` it) elsewhere to detect any later change."""
+        return ledger.head(self.con)
 
 
 def config_sha256(config: dict[str, Any]) -> str:
     """The hash a run header records of its configuration."""
     return hashlib.sha256(_json(config).encode()).hexdigest()
+
+
+def _load(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, list[tuple[str, dict[str, Any]]]], list[str]]:
+    """Every chained row by run (table, row), and the run ids in the order their headers were written."""
+    by_run: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for table in _chained_tables(con):
+        cur = con.execute(f"SELECT * FROM {table}")
+        names = [d[0] for d in cur.description]
+        for values in cur.fetchall():
+            row = dict(zip(names, values))
+            by_run.setdefault(row["run_id"], []).append((table, row))
+    order = [r for (r,) in con.execute("SELECT run_id FROM runs ORDER BY created_at").fetchall()]
+    return by_run, order
+
+
+def _chained_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute("""SELECT table_name, list(column_name) FROM information_schema.columns
+                          WHERE table_schema = 'main' GROUP BY table_name""").fetchall()
+    return sorted(t for t, cols in rows if CHAIN_COLUMNS <= set(cols))
 
 
 def _closing(run: Run) -> Iterator[Run]:

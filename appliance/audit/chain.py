@@ -37,7 +37,8 @@ class Finding:
     """One problem `audit verify` found."""
 
     run_id: str
-    problem: str  # edited | deleted | reordered | unclosed | run_deleted
+    problem: str  # edited | deleted | unclosed | run_deleted | unledgered | ledger_edited | ledger_deleted |
+    #               rewritten | truncated | checkpoint_unsigned | checkpoint_forged
     detail: str
     table: str | None = None
     seq: int | None = None
@@ -54,13 +55,15 @@ class VerifyReport:
     runs: int = 0
     rows: int = 0
     findings: list[Finding] = field(default_factory=list)
+    size: int = 0             # rows the ledger covers
+    head: str | None = None   # the ledger's newest entry hash
 
     @property
     def ok(self) -> bool:
         return not self.findings
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "runs": self.runs, "rows": self.rows,
+        return {"ok": self.ok, "runs": self.runs, "rows": self.rows, "size": self.size, "head": self.head,
                 "findings": [f.__dict__ | {"message": str(f)} for f in self.findings]}
 
 

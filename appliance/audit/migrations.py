@@ -302,4 +302,25 @@ SELECT d.run_id, d.created_at, d.dataset_id, d.path, d.n_train, d.n_validation, 
 FROM datasets d;
 """,
     ),
+    (
+        5,
+        "the ledger: one chain over every write, so the head commits to every row",
+        """
+CREATE TABLE ledger (
+    position BIGINT PRIMARY KEY,
+    created_at TIMESTAMP NOT NULL,
+    kind VARCHAR NOT NULL,
+    run_id VARCHAR,
+    seq_from BIGINT,
+    seq_to BIGINT,
+    row_hashes JSON NOT NULL,
+    size BIGINT NOT NULL,
+    note VARCHAR,
+    prev_entry_hash VARCHAR,
+    entry_hash VARCHAR NOT NULL
+);
+CREATE VIEW v_ledger AS
+SELECT position, created_at, kind, run_id, seq_from, seq_to, size, note, entry_hash FROM ledger;
+""",
+    ),
 ]

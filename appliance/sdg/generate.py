@@ -64,9 +64,10 @@ class Candidate:
     attempts: int
 
 
-def split_of(doc_id: str, cfg: Config) -> str:
-    """The split a document belongs to, fixed by its id and sdg.seed (no document is on two sides)."""
-    u = int(hashlib.sha256(f"{cfg.sdg.seed}:{doc_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+def split_of(file_name: str, cfg: Config) -> str:
+    """The split a document belongs to, fixed by its file name and sdg.seed (no document is on two sides; the
+    same corpus copied elsewhere, or re-ingested from another folder, splits the same way)."""
+    u = int(hashlib.sha256(f"{cfg.sdg.seed}:{file_name}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     if u < cfg.sdg.probe_share:
         return "probe"
     return "validation" if u < cfg.sdg.probe_share + cfg.sdg.validation_share else "train"
@@ -337,7 +338,7 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
         tables: dict[str, list] = {}
         batch: list[tuple[int, dict[str, Any], str, list[Candidate | str]]] = []
         for n, chunk in enumerate(order, 1):
-            split = split_of(chunk["doc_id"], cfg)
+            split = split_of(chunk["file_name"], cfg)
             if chunk["chunk_id"] in done_chunks or kept[_budget_of(split)] >= budget[_budget_of(split)]:
                 continue
             progress.check()
