@@ -283,12 +283,14 @@ def test_a_run_is_found_by_its_id_or_a_unique_prefix_and_nothing_else(tmp_path: 
             store.find_run("")
 
 
-def test_a_whole_number_in_a_double_column_verifies(tmp_path: Path) -> None:
+def test_values_are_hashed_as_their_columns_read_them_back(tmp_path: Path) -> None:
     path = tmp_path / "audit.duckdb"
     with AuditStore(path) as store, store.run("test", "pytest", {}, "0") as run:
         run.append("sdg_filters", pair_id="p", filter="format", passed=True, score=11, threshold=None, detail="ok")
+        run.append("gold_findings", question_id=5, status="ok", checks_json={}, reason="r", passage="")
+        run.append("gold_findings", question_id="q6", status="ok", checks_json={}, reason="r", passage="")
     with AuditStore(path) as store:
-        assert store.verify().ok  # 11 is hashed as the 11.0 it reads back as
+        assert store.verify().ok  # 11 is hashed as the 11.0 it reads back as, 5 as '5'
 
 
 # --- the guards, one test per rule: each tampering below is caught by exactly the rule named ----------------------

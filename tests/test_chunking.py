@@ -63,8 +63,10 @@ def test_window_chunks_overlap_and_cover_everything() -> None:
     cfg = IngestConfig(chunker="window", window_tokens=30, window_overlap=10)
     chunks = window_chunks(elements, cfg, words_offsets, count)
     assert all(c.n_tokens <= 30 for c in chunks)
-    assert chunks[0].text.split()[-10:] == chunks[1].text.split()[:10]
-    assert chunks[-1].text.split()[-1] == "w99."
+    for a, b in zip(chunks, chunks[1:]):  # each window starts with the last 10 words of the one before
+        assert a.text.split()[-10:] == b.text.split()[:10]
+    stitched = chunks[0].text.split() + [w for c in chunks[1:] for w in c.text.split()[10:]]
+    assert stitched == text.split()  # every word, once, in order
 
 
 def test_pdf_title_guesses() -> None:

@@ -110,8 +110,11 @@ def test_paired_test_claims_a_difference_only_with_evidence() -> None:
     a = [False] * 30 + [True] * 10
     b = [True] * 30 + [True] * 10
     t = paired_test(a, b, resamples=2000, alpha=0.05)
-    assert t.verdict == "B better" and t.b_only == 30 and t.ci_low > 0
+    assert (t.n, t.accuracy_a, t.accuracy_b, t.a_only, t.b_only) == (40, 10 / 40, 1.0, 0, 30)
+    assert t.p_value == pytest.approx(2 * 0.5 ** 30, rel=1e-3)  # McNemar exact: 30 discordant pairs, all one way
+    assert t.verdict == "B better" and 0 < t.ci_low <= 0.75 <= t.ci_high  # the interval holds the observed +0.75
     t = paired_test([True, False, True, False], [False, True, True, False], resamples=2000, alpha=0.05)
+    assert (t.a_only, t.b_only, t.p_value) == (1, 1, 1.0)
     assert t.verdict == "insufficient evidence" and t.ci_low < 0 < t.ci_high
     lo, hi = bootstrap_diff(a, a, 500)
     assert lo == hi == 0.0
@@ -196,8 +199,12 @@ def test_eval_answers_all_conditions_recorded_and_compared(ws, capsys, tmp_path:
     assert code == 0, err
     assert set(single["conditions"]) == {"closed-book", "oracle", "rag"} and err == ""  # --json: nothing else
     assert single["estimated_seconds"] > 0  # estimated before the run, from speed now
-    for cond in single["conditions"].values():
-        assert cond["n"] == 3 and 0 <= cond["accuracy"] <= 1 and cond["unanswerable_refused"].endswith("/1")
+    for name, cond in single["conditions"].items():
+        mine = [o for o in single["questions"] if o["condition"] == name]
+        correct = sum(o["verdict"] == "correct" for o in mine)
+        refused = sum(o["verdict"] == "correct" for o in mine if o["id"] == "s28")  # a refusal is its right answer
+        assert cond["n"] == 3 and cond["accuracy"] == round(correct / 3, 4) and cond["correct"] == correct
+        assert cond["unanswerable_refused"] == f"{refused}/1"
     assert len(single["questions"]) == 9 and all(o["failure_kind"] for o in single["questions"])
     assert next(o for o in single["questions"] if o["condition"] == "oracle" and o["id"] == "s12")[
         "evidence_in_context"] is True
@@ -231,6 +238,15 @@ def test_ask_from_the_documents_cites_its_passages(ws, capsys) -> None:
     code, out, err = run(capsys, ws, "ask", "What colour is the visitor badge?", "--model", TEST_MODEL, "--json")
     assert code == 0, err
     assert out["condition"] == "rag" and out["sources"] and out["template_id"] == "context/v1"
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    prompt, retrieved = con.execute("SELECT prompt, retrieved_json FROM answers WHERE run_id = ?",
+                                    [out["run_id"]]).fetchone()
+    hits = json.loads(con.execute("SELECT hits_json FROM retrievals WHERE run_id = ?", [out["run_id"]]).fetchone()[0])
+    con.close()
+    cited = [s["chunk_id"] for s in out["sources"]]
+    assert cited == [r["chunk_id"] for r in sorted(json.loads(retrieved), key=lambda r: r["rank"])]  # what it saw
+    assert set(cited) <= {h["chunk_id"] for h in hits}  # from this question's own retrieval
+    assert all(s["file"] in prompt for s in out["sources"])  # and each was in the prompt, named
 
 
 def test_gold_check_flags_a_wrong_key_and_passes_the_right_one(ws, capsys, tmp_path: Path) -> None:
@@ -251,19 +267,25 @@ def test_unknown_condition_and_strategy_are_refused(ws, capsys) -> None:
 
 def test_a_killed_eval_run_resumes_where_it_stopped(ws, capsys, tmp_path: Path) -> None:
     qs = small_set(tmp_path, ["s07", "s12", "s28"])
-    cli = [sys.executable, "-c", "import sys; from appliance.cli import main; sys.exit(main(sys.argv[1:]))",
-           "--workspace", str(ws)]
-    proc = subprocess.Popen([*cli, "eval", "answers", "--questions", str(qs), "--conditions", "closed-book",
-                             "--model", TEST_MODEL], stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in proc.stderr:  # kill it (no clean-up, no run_end) as soon as the first question is written
-        lines.append(line)
-        if line.startswith("[1/3]"):
-            proc.send_signal(signal.SIGKILL)
-            break
+    # the child kills itself (SIGKILL: no clean-up, no run_end) on the event "question 1 done", which comes after
+    # that question's transaction: no race with how fast it answers
+    child = ("import os, signal, sys\n"
+             "from appliance.progress import Progress\n"
+             "from appliance.cli import main\n"
+             "advance = Progress.advance\n"
+             "def then_die(self, stage, done, *rest, **kw):\n"
+             "    advance(self, stage, done, *rest, **kw)\n"
+             "    if done == 1:\n"
+             "        os.kill(os.getpid(), signal.SIGKILL)\n"
+             "Progress.advance = then_die\n"
+             "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", child, "--workspace", str(ws), "eval", "answers", "--questions",
+                             str(qs), "--conditions", "closed-book", "--model", TEST_MODEL],
+                            stderr=subprocess.PIPE, text=True)
+    lines = proc.stderr.read().splitlines()
+    assert proc.wait(timeout=60) == -signal.SIGKILL
     assert any(line.startswith("estimate: 3 answers") for line in lines)  # said before the first answer
-    assert "about" in lines[-1]  # plain progress lines (not a terminal) with the time left
-    proc.wait(timeout=60)
+    assert lines[-1].startswith("[1/3]") and "about" in lines[-1]  # plain progress lines with the time left
     con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
     killed = con.execute("SELECT run_id FROM v_runs WHERE kind = 'eval-answers' AND status IS NULL").fetchall()
     con.close()
@@ -377,21 +399,46 @@ def test_rejudge_points_at_the_old_answers_and_uses_the_new_key(ws, capsys, tmp_
     assert code == 0 and verify["ok"]
 
 
+def newest_eval_run(ws: Path) -> tuple[str, str | None]:
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT run_id, status FROM v_runs WHERE kind = 'eval-answers' "
+                           "ORDER BY started_at DESC LIMIT 1").fetchall()[0]
+    finally:
+        con.close()
+
+
 def test_a_cancelled_eval_is_left_resumable_and_resumes(ws, tmp_path: Path) -> None:
     qs = small_set(tmp_path, ["s07", "s12", "s28"])
     workspace = open_workspace(ws)
     texts = question_texts(qs)
     judge = FakeGenerator(lambda *_: JUDGE_SAYS_INCORRECT, name="scripted-judge")
     progress = Progress()
-    progress.sink = lambda e: progress.cancel() if e.kind == "step" and e.done == 1 else None  # as a UI would
+    refusals = []
+
+    def as_a_ui_would(e: ProgressEvent) -> None:
+        if e.kind == "step" and e.done == 1:
+            running = newest_eval_run(ws)[0]
+            try:  # a second resume of the run while this process still works on it
+                evaluate_answers(workspace, resume=running, generator=scripted_model(texts), judge_generator=judge)
+            except UsageError as refused:
+                refusals.append(str(refused))
+            progress.cancel()
+    progress.sink = as_a_ui_would
     with pytest.raises(Cancelled):
         evaluate_answers(workspace, qs, conditions="closed-book", generator=scripted_model(texts),
                          judge_generator=judge, progress=progress)
-    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
-    run_id, status = con.execute("SELECT run_id, status FROM v_runs WHERE kind = 'eval-answers' "
-                                 "ORDER BY started_at DESC LIMIT 1").fetchall()[0]
-    con.close()
+    run_id, status = newest_eval_run(ws)
     assert status is None  # not sealed as failed: resumable, although this process (its pid) is alive
+    assert len(refusals) == 1 and "still running" in refusals[0]
+    with pytest.raises(UsageError, match="is not the file"):  # another model than the one it started with
+        evaluate_answers(workspace, resume=run_id, generator=FakeGenerator([], name="scripted", sha256="e" * 64),
+                         judge_generator=judge)
+    original = qs.read_text()
+    qs.write_text(original.replace("?", "??", 1))
+    with pytest.raises(UsageError, match="changed since"):  # its questions file was edited
+        evaluate_answers(workspace, resume=run_id, generator=scripted_model(texts), judge_generator=judge)
+    qs.write_text(original)
     changed_elsewhere = open_workspace(ws, ["ingest.max_tokens=100"])  # a section the evaluation does not read
     with pytest.raises(UsageError, match="llm.max_tokens"):
         evaluate_answers(open_workspace(ws, ["llm.max_tokens=7"]), resume=run_id, generator=scripted_model(texts),

@@ -55,6 +55,7 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
             return cliutil.EXIT_PROBLEM
         head, recomputed = store.checkpoint_state()
         cp = checkpoint.make(ws.audit_path.resolve(), head, recomputed, key)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as f:
         f.write(json.dumps(cp, sort_keys=True) + "\n")
     with ws.run("audit-checkpoint") as run:  # the store knows it was checkpointed, and where (reports print it)

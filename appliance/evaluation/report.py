@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from appliance.audit import AuditStore
 from appliance.evaluation.attribution import FAILURE_KINDS
 
 _COLOURS = {"correct": "#2e7d32", "retrieval_miss": "#ef6c00", "context_misuse": "#f9a825", "model_limit": "#c62828",
@@ -73,6 +74,11 @@ def record_reports(run: Any, written: list[tuple[Path, str]], result: dict[str, 
 
 
 def _write(ws, name: str, md: str, page: str) -> list[tuple[Path, str]]:
+    """Write NAME.md and NAME.html, each ending with the audit store's head and checkpoint at this moment."""
+    with AuditStore(ws.audit_path) as store:
+        provenance = store.provenance()
+    md += f"\n{provenance}\n"
+    page = page.replace("</body>", f"<p><small>{html.escape(provenance)}</small></p></body>")
     ws.reports_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for suffix, text in ((".md", md), (".html", page)):

@@ -62,7 +62,7 @@ def paired_test(a: list[bool], b: list[bool], resamples: int, alpha: float, seed
     else:
         verdict = "insufficient evidence"
     return PairedTest(n, round(sum(a) / n, 4) if n else 0.0, round(sum(b) / n, 4) if n else 0.0, a_only, b_only,
-                      round(p, 6), round(lo, 4), round(hi, 4), verdict)
+                      float(f"{p:.4g}"), round(lo, 4), round(hi, 4), verdict)  # p to 4 significant digits
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
