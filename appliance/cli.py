@@ -47,7 +47,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     ws = cliutil.workspace(args)
     result = ask(ws, args.question, rag=not args.no_rag, strategy=args.strategy, model=args.model,
-                 groups=cliutil.groups(args.groups), command=cliutil.command())
+                 groups=cliutil.caller_groups(args.groups, ws), command=cliutil.command())
 
     def human() -> None:
         print(result.answer + "\n")

@@ -55,6 +55,13 @@ def groups(value: str | None) -> list[str]:
     return [g.strip() for g in (value or "").split(",") if g.strip()]
 
 
+def caller_groups(value: str | None, ws: Workspace) -> list[str]:
+    """The access groups a reading command asks for (--groups), refused if the OS user does not hold one of them."""
+    from appliance.access import entitlement
+
+    return entitlement(ws.config).check(groups(value))
+
+
 @contextmanager
 def progress(args: argparse.Namespace) -> Iterator[Progress]:
     """The Progress a command hands its job: bars on a terminal, lines on a pipe, nothing with --json."""

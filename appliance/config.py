@@ -123,6 +123,14 @@ class SDGConfig:
 
 
 @dataclass
+class AccessConfig:
+    """Who may see which access groups (appliance/access.py): only a root-owned mapping file grants groups to users
+    other than root; naming it here cannot make a file count that root does not own."""
+
+    map_file: str = "/etc/appliance/access.toml"
+
+
+@dataclass
 class Config:
     """Everything configurable, in one object."""
 
@@ -132,6 +140,7 @@ class Config:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sdg: SDGConfig = field(default_factory=SDGConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
 
     def __post_init__(self) -> None:
         self.validate()

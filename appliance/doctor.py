@@ -95,9 +95,22 @@ def _offline() -> list[Check]:
     return checks
 
 
+def _access(ws: Workspace) -> list[Check]:
+    from appliance.access import entitlement
+
+    e = entitlement(ws.config)
+    held = "every group" if e.groups is None else (", ".join(sorted(e.groups)) or "public documents only")
+    checks = [Check("access groups", "ok", f"{e.user}: {held} ({e.source})")]
+    loose = [p for p in (ws.root, ws.audit_path, ws.index_dir) if p.exists() and p.stat().st_mode & 0o077]
+    if loose:
+        checks.append(Check("workspace permissions", "warn", "readable or writable by other local users: "
+                            + ", ".join(str(p) for p in loose) + f" (chmod -R go-rwx {ws.root})"))
+    return checks
+
+
 def run_checks(ws: Workspace, full: bool = False) -> list[Check]:
     """Every check, in the order they are shown."""
-    return [_python(), *_backend(), *_models(ws, full), *_offline(), *_packages()]
+    return [_python(), *_backend(), *_models(ws, full), *_offline(), *_packages(), *_access(ws)]
 
 
 def report(checks: list[Check]) -> dict:

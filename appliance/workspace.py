@@ -90,17 +90,23 @@ def default_root() -> Path:
 
 
 def init_workspace(root: Path, overrides: list[str] | None = None) -> Workspace:
-    """Create the workspace (idempotent): folders, config.toml with every default written out, audit store."""
+    """Create the workspace (idempotent): folders, config.toml with every default written out, audit store. A new
+    workspace is its owner's alone (0700): other local users can read neither the index (confidential chunks) nor
+    the audit store; they are served through the appliance (its server's API keys), not its files."""
     from appliance.audit import AuditStore
 
     created = not (root / "config.toml").exists()
     root.mkdir(parents=True, exist_ok=True)
+    if created:
+        root.chmod(0o700)
     for sub in ("reports", "artifacts"):
         (root / sub).mkdir(exist_ok=True)
     ws = Workspace(root=root, config=load_config(root / "config.toml", overrides), created=created)
     if not ws.config_path.exists():
         ws.config_path.write_text(render_toml(load_config(None, overrides, environ={})))
     AuditStore(ws.audit_path).close()
+    if created:
+        ws.audit_path.chmod(0o600)
     return ws
 
 

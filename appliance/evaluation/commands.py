@@ -12,7 +12,7 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> int:
     from appliance.evaluation.retrieval import evaluate_retrieval
 
     ws = cliutil.workspace(args)
-    summary = evaluate_retrieval(ws, Path(args.questions), k=args.k, mode=args.mode, groups=cliutil.groups(args.groups),
+    summary = evaluate_retrieval(ws, Path(args.questions), k=args.k, mode=args.mode, groups=cliutil.caller_groups(args.groups, ws),
                                  command=cliutil.command())
 
     def human() -> None:
@@ -34,7 +34,7 @@ def cmd_eval_answers(args: argparse.Namespace) -> int:
     ws = cliutil.workspace(args)
     with cliutil.progress(args) as progress:
         summary = evaluate_answers(ws, Path(args.questions) if args.questions else None, conditions=args.conditions,
-                                   strategy=args.strategy, model=args.model, groups=cliutil.groups(args.groups),
+                                   strategy=args.strategy, model=args.model, groups=cliutil.caller_groups(args.groups, ws),
                                    limit=args.limit, progress=progress, command=cliutil.command(), resume=args.resume)
     cliutil.emit(args, summary, lambda: _print_eval_summary(summary))
     return cliutil.EXIT_OK

@@ -1,5 +1,6 @@
 """Retrieval: vector, full-text (BM25) and hybrid search with reciprocal rank fusion, an optional local rerank,
-identical-content collapsing, and access groups enforced inside every query."""
+identical-content collapsing, and access groups enforced inside every query: the groups asked for, clamped to what
+the OS user running it is entitled to (appliance/access.py)."""
 from __future__ import annotations
 
 import time
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from appliance.access import Entitlement, entitlement
 from appliance.choices import RETRIEVAL_MODES
 from appliance.config import Config
 from appliance.errors import UsageError
@@ -55,8 +57,9 @@ class SearchResult:
 class Retriever:
     """Holds the embedder and the index open across queries."""
 
-    def __init__(self, cfg: Config, index_dir) -> None:
+    def __init__(self, cfg: Config, index_dir, entitled: Entitlement | None = None) -> None:
         self.cfg = cfg
+        self.entitled = entitled or entitlement(cfg)
         self.embedder = Embedder(cfg)
         self.index_dir = index_dir
         self._visible: dict[tuple[str, ...], list[tuple[dict[str, Any], str]]] = {}
@@ -77,7 +80,7 @@ class Retriever:
     def visible(self, groups: list[str]) -> list[tuple[dict[str, Any], str]]:
         """Every chunk a caller holding `groups` may see, with its evidence-matching form (normalise()); read and
         normalised once per group set for the life of this retriever."""
-        key = tuple(sorted(groups))
+        key = tuple(self.entitled.clamp(groups))
         if key not in self._visible:
             self._visible[key] = [(c, normalise(c["text"])) for c in self.index.visible_chunks(list(key))]
         return self._visible[key]
@@ -86,7 +89,8 @@ class Retriever:
                rerank: str | None = None) -> SearchResult:
         """Top-k chunks for `query` visible to a caller holding `groups`."""
         r = self.cfg.retrieval
-        k, mode, rerank, groups = k or r.k, mode or r.mode, rerank or r.rerank, sorted(groups or [])
+        k, mode, rerank = k or r.k, mode or r.mode, rerank or r.rerank
+        groups = self.entitled.clamp(groups or [])
         if mode not in RETRIEVAL_MODES:
             raise UsageError(f"unknown retrieval mode {mode!r} (choose {', '.join(RETRIEVAL_MODES)})")
         if not query.strip():

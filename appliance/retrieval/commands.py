@@ -12,7 +12,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     ws = cliutil.workspace(args)
     result = Retriever(ws.config, ws.index_dir).search(args.query, k=args.k, mode=args.mode,
-                                                       groups=cliutil.groups(args.groups))
+                                                       groups=cliutil.caller_groups(args.groups, ws))
     payload = {"query": result.query, "mode": result.mode, "k": result.k, "groups": result.groups,
                "latency_ms": result.latency_ms, "hits": [h.to_dict() for h in result.hits]}
 

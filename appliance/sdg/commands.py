@@ -14,7 +14,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     ws = cliutil.workspace(args)
     with cliutil.progress(args) as progress:
-        s = generate_pairs(ws, groups=cliutil.groups(args.groups), golden=[Path(g) for g in args.golden or []],
+        s = generate_pairs(ws, groups=cliutil.caller_groups(args.groups, ws), golden=[Path(g) for g in args.golden or []],
                            progress=progress, command=cliutil.command(), resume=args.resume)
 
     def human() -> None:
@@ -70,7 +70,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
     ws = cliutil.workspace(args)
     with cliutil.progress(args) as progress:
-        card = build_dataset(ws, unreviewed=args.unreviewed, groups=cliutil.groups(args.groups), progress=progress,
+        card = build_dataset(ws, unreviewed=args.unreviewed, groups=cliutil.caller_groups(args.groups, ws), progress=progress,
                              command=cliutil.command())
     cliutil.emit(args, card, lambda: print(
         f"dataset {card['dataset_id']}: {card['examples']} examples "
@@ -93,7 +93,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     ws = cliutil.workspace(args)
     with cliutil.progress(args) as progress:
-        r = write_probe(ws, groups=cliutil.groups(args.groups), limit=args.limit, progress=progress,
+        r = write_probe(ws, groups=cliutil.caller_groups(args.groups, ws), limit=args.limit, progress=progress,
                         command=cliutil.command())
     cliutil.emit(args, r, lambda: print(
         f"{r['questions']} probe questions from {r['documents']} held-out documents, each asked with its evidence "
