@@ -570,3 +570,32 @@ def test_explain_analyze_of_a_write_is_refused_by_the_read_only_connection(tmp_p
     monkeypatch.undo()
     _, rows = query(path, "SELECT count(*) FROM answers")
     assert rows == [(3,)] and _problems(path) == []
+
+
+def test_two_threads_of_one_process_write_at_once_and_the_ledger_holds(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "audit.duckdb"
+    AuditStore(path).close()
+    errors = []
+
+    def write(name: str) -> None:
+        try:
+            with AuditStore(path) as store:
+                for r in range(10):
+                    with store.run("test", name, {}, "0") as run:
+                        for i in range(3):
+                            run.event("step", i=i)
+                            run.flush()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=write, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with AuditStore(path) as store:
+        report = store.verify()
+    assert report.ok, [str(f) for f in report.findings]
+    assert report.runs == 20 and report.size == report.rows == 20 * (1 + 3 + 1)

@@ -21,7 +21,7 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -108,10 +108,10 @@ class Run:
             self.flush()
         return row["row_hash"]
 
-    def flush(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+    def flush(self) -> None:
         """Write the buffered rows in one transaction (all or none)."""
         if self._pending:
-            self.store._insert_all(self._pending, con)
+            self.store._write(lambda con: self._pending)
             self._pending = []
             self._written = (self.seq, self.prev_hash)
 
@@ -208,38 +208,43 @@ class AuditStore:
         if unknown:
             raise AuditError(f"{self.path} has migrations {sorted(unknown)} this appliance does not know: upgrade it")
 
-    def _insert_all(self, rows: list[tuple[str, dict[str, Any]]], con: duckdb.DuckDBPyConnection | None = None) -> None:
-        if con is None:
-            with self._connection() as con:
-                return self._insert_all(rows, con)
-        for attempt in range(WRITE_RETRIES):
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for (table, cols), batch in _batches(rows).items():
-                    _insert(con, table, cols, batch)
-                ledger.append(con, _now(), rows)
-                con.execute("COMMIT")
-                return
-            except (duckdb.ConstraintException, duckdb.TransactionException):
-                con.execute("ROLLBACK")  # another connection of this process took the ledger position: go again
-                if attempt == WRITE_RETRIES - 1:
+    def _write(self, make: Callable[[duckdb.DuckDBPyConnection], list[tuple[str, dict[str, Any]]]]) -> None:
+        """Write the rows `make` returns, and their ledger entry, in one transaction. `make` runs inside it, so what
+        it reads (the previous run header) is what the write is made against; a write that lost a race for the next
+        ledger position to another connection of this process is made again from the start."""
+        with self._connection() as con:
+            for attempt in range(WRITE_RETRIES):
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    rows = make(con)
+                    for (table, cols), batch in _batches(rows).items():
+                        _insert(con, table, cols, batch)
+                    ledger.append(con, _now(), rows)
+                    con.execute("COMMIT")
+                    return
+                except (duckdb.ConstraintException, duckdb.TransactionException):
+                    _rollback(con)
+                    if attempt == WRITE_RETRIES - 1:
+                        raise
+                    time.sleep(0.01 * (attempt + 1))
+                except duckdb.Error:
+                    _rollback(con)
                     raise
-                time.sleep(0.01 * (attempt + 1))
-            except duckdb.Error:
-                con.execute("ROLLBACK")
-                raise
 
     def start_run(self, kind: str, command: str, config: dict[str, Any], version: str) -> Run:
         """Append a run header (seq 0) linked to the previous run's header, and return the open run."""
         run = Run(self, uuid.uuid4().hex[:16])
         config_json = _json(config)
-        with self._connection() as con:  # the header is read and written under one connection
+
+        def header(con: duckdb.DuckDBPyConnection) -> list[tuple[str, dict[str, Any]]]:
+            run.discard()  # a retried write makes the header again, against the newest header then
             last = con.execute("SELECT row_hash FROM runs ORDER BY created_at DESC LIMIT 1").fetchall()
             run.append("runs", kind=kind, command=command, os_user=getpass.getuser(), host=socket.gethostname(),
-                       appliance_version=version, config_json=config_json,
-                       config_sha256=config_sha256(config),
+                       appliance_version=version, config_json=config_json, config_sha256=config_sha256(config),
                        prev_run_hash=last[0][0] if last else None)
-            run.flush(con)
+            return run._pending
+        self._write(header)
+        run._pending, run._written = [], (run.seq, run.prev_hash)
         self._open_runs.add(run.run_id)
         return run
 
@@ -392,6 +397,14 @@ def _load(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, list[tuple[str, dic
             by_run.setdefault(row["run_id"], []).append((table, row))
     order = [r for (r,) in con.execute("SELECT run_id FROM runs ORDER BY created_at").fetchall()]
     return by_run, order
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back, unless the failed COMMIT already did (a conflict ends the transaction)."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.TransactionException:
+        pass
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, cols: tuple[str, ...], batch: list[dict[str, Any]]) -> None:
