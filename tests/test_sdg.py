@@ -16,7 +16,7 @@ from appliance.models import REPO_ROOT
 from appliance.progress import Progress
 from appliance.sdg.anchors import _predicate, anchors_of, prose_sentences, spread
 from appliance.sdg.examples import contains_answer
-from appliance.sdg.filters import check_format, check_grounding, round_trip_outcome
+from appliance.sdg.filters import check_format, check_grounding, findable_outcome, round_trip_outcome
 from appliance.workspace import open_workspace
 
 SAMPLES = REPO_ROOT / "samples"
@@ -115,6 +115,38 @@ def test_round_trip_compares_the_answer_not_the_topic() -> None:
 
 
 # --- the pipeline on the sample index with a scripted writer ------------------------------------------------------
+
+@pytest.mark.parametrize("sentence,stands", [
+    ("The wave module provides a convenient interface to the WAV sound format.", True),
+    ("Full backups of the file server fs01 run daily and are kept for 90 days.", True),
+    ("Convert the color from HLS coordinates to RGB coordinates.", False),          # no subject: a function's doc
+    ("Provides the time and datetime types used by the class.", False),
+    ("In all other spaces, the coordinates are all between 0 and 1.", False),       # tied to what came before
+    ("If no argument is given, the file in the home directory is read.", False),
+])
+def test_fact_sentences_must_open_with_their_subject(sentence: str, stands: bool) -> None:
+    from appliance.sdg.anchors import opens_with_its_subject
+
+    assert opens_with_its_subject(sentence) is stands
+
+
+def test_a_question_that_does_not_single_out_its_passage_is_not_findable(ws) -> None:
+    from appliance.retrieval import Retriever
+
+    workspace = open_workspace(ws)
+    retriever = Retriever(workspace.config, workspace.index_dir)
+    k = workspace.config.eval.context_k
+    source = next(c for c, _ in retriever.visible([]) if "badge" in c["text"].lower() and "visitor" in c["text"].lower())
+
+    def outcome(question: str):
+        hits = retriever.search(question, k=k).hits
+        return findable_outcome(source["chunk_id"], source["text"], [(h.chunk_id, h.text) for h in hits], k)
+    assert outcome("What colour is the visitor badge?").passed
+    vague = outcome("What does the sentence state about it?")
+    assert not vague.passed and vague.threshold == k and "does not single out" in vague.detail
+    twin = findable_outcome("another-id", source["text"], [("x", "other"), (source["chunk_id"], source["text"])], k)
+    assert twin.passed and twin.score == 2  # a chunk of identical text counts as the source
+
 
 def test_generation_records_every_candidate_and_filter_and_resumes_without_duplicates(ws) -> None:
     from appliance.sdg.generate import generate_pairs

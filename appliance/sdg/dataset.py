@@ -50,7 +50,7 @@ def pair_states(store: AuditStore) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for row in cur.fetchall():
         p = dict(zip(names, row))
-        p["passed"] = passed.get((p["run_id"], p["pair_id"]), set()) >= set(FILTERS)
+        p["passed"] = FILTERS[-1] in passed.get((p["run_id"], p["pair_id"]), set())  # the last: every one before it
         if p["pair_id"] in out and (out[p["pair_id"]]["passed"] or not p["passed"]):
             continue  # the same pair written again by a later run (a duplicate there): its first passing state counts
         review = reviews.get(p["pair_id"])

@@ -11,6 +11,9 @@ filter can be counted and any rejection explained.
 - `support`: the answer is in the source (verbatim, or its words and numbers in one sentence of it); anchored
   answers pass by construction, free-form ones must earn it (and a judge model, where one is configured);
 - `duplicate`: not a near-copy of a pair kept earlier (MinHash over the question's word 2-grams, datasketch LSH);
+- `findable`: the product's own retriever, asked the question as a user would ask it, returns the source chunk among
+  the passages a rag answer is given (eval.context_k): a question that does not single out its passage ("What does
+  the sentence state?", "What is the module's function?") is not one a user could ask of the documents;
 - `round_trip`: the generator, given only the source passage, answers the question with the same answer.
 """
 from __future__ import annotations
@@ -29,7 +32,8 @@ from appliance.text import content_words, normalise, norm_answer, numbers, sente
 if TYPE_CHECKING:
     from appliance.retrieval.embed import Embedder
 
-FILTERS = ("contamination", "format", "grounding", "support", "duplicate", "round_trip")
+FILTERS = ("contamination", "format", "grounding", "support", "duplicate", "findable", "round_trip")
+# a pair that passed the last filter passed every one its run applied (runs made before a filter existed lack it)
 # words a question may use without their being in the evidence ("what is the value of ...", "which step ...")
 _QUESTION_WORDS = set("value number name type called used use mean means happen happens many much long kind step "
                       "procedure table column row document documentation passage section according described say "
@@ -169,6 +173,17 @@ class Duplicates:
             m = self._sketch(question)
             self.kept[pair_id] = m
             self.lsh.insert(pair_id, m)
+
+
+def findable_outcome(chunk_id: str, chunk_text: str, hits: list[tuple[str, str]], k: int) -> Outcome:
+    """Is the source chunk (or a chunk of identical text, which retrieval collapses into one) among the top-k hits
+    (chunk id, text) the retriever returned for the question?"""
+    mine = normalise(chunk_text)
+    rank = next((i for i, (cid, text) in enumerate(hits[:k], 1) if cid == chunk_id or normalise(text) == mine), None)
+    if rank is None:
+        return Outcome("findable", False, 0.0, float(k), f"the source is not in the top {k} the retriever returns for "
+                                                         f"the question: it does not single out its passage")
+    return Outcome("findable", True, float(rank), float(k), f"the source is hit {rank} of {k}")
 
 
 def round_trip_outcome(kind: str, answer: str, evidence: str, response: str) -> Outcome:

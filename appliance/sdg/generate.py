@@ -34,7 +34,7 @@ from appliance.progress import Progress
 from appliance.resume import find_resumable, process_event
 from appliance.sdg.anchors import Anchor, anchors_of, spread
 from appliance.sdg.filters import (FILTERS, Contamination, Duplicates, Outcome, check_format, check_grounding,
-                                   check_support, round_trip_outcome)
+                                   check_support, findable_outcome, round_trip_outcome)
 from appliance.workspace import Workspace
 
 STAGE = "sdg generate"
@@ -207,6 +207,7 @@ class Filters:
                  lambda: check_grounding(c.question, c.evidence or chunk["text"], _where(chunk) + " " + c.hint, s),
                  lambda: support,
                  lambda: self.duplicates.check(c.pair_id, c.question),
+                 lambda: self._findable(c, chunk),
                  lambda: self._round_trip(c, chunk)]
         for step in steps:
             outcome = step()
@@ -230,6 +231,13 @@ class Filters:
         ok = all(v == "supported" for v in verdicts)
         return Outcome("support", ok, sum(v == "supported" for v in verdicts) / len(verdicts), 1.0,
                        f"judge {self.judge.identity.model}: {', '.join(verdicts)}")
+
+    def _findable(self, c: Candidate, chunk: dict[str, Any]) -> Outcome:
+        """The question through the product's retrieval, as a user entitled to the chunk would ask it under rag."""
+        assert self.answerer.retriever is not None
+        k = self.cfg.eval.context_k
+        result = self.answerer.retriever.search(c.question, k=k, groups=list(chunk["groups"] or []))
+        return findable_outcome(chunk["chunk_id"], chunk["text"], [(h.chunk_id, h.text) for h in result.hits], k)
 
     def _round_trip(self, c: Candidate, chunk: dict[str, Any]) -> Outcome:
         """The question asked of the generator with only its source: the excerpt it was written from (the
@@ -391,7 +399,7 @@ def _filter_and_record(run: Any, writer: Writer, filters: Filters, chunk: dict[s
         for o in outcomes:
             run.append("sdg_filters", pair_id=c.pair_id, filter=o.filter, passed=o.passed, score=o.score,
                        threshold=o.threshold, detail=o.detail)
-        kept += len(outcomes) == len(FILTERS) and all(o.passed for o in outcomes)
+        kept += outcomes[-1].filter == FILTERS[-1] and outcomes[-1].passed
     return kept
 
 
@@ -408,7 +416,8 @@ def summarise(ws: Workspace, run_id: str) -> dict[str, Any]:
     for o in outcomes:
         by_pair.setdefault(o["pair_id"], {})[o["filter"]] = o["passed"]
     survival, alive = [], {p["pair_id"] for p in pairs}
-    for f in FILTERS:
+    applied = {f for checks in by_pair.values() for f in checks}
+    for f in (f for f in FILTERS if f in applied):  # a run made before a filter existed has no outcome of it
         alive = {p for p in alive if by_pair.get(p, {}).get(f)}
         survival.append({"filter": f, "surviving": len(alive)})
     kept = [p for p in pairs if p["pair_id"] in alive]
