@@ -91,6 +91,8 @@ def test_spread_reaches_every_document_before_the_second_chunk_of_any() -> None:
     ("How long are full backups kept for 90 days?", "90 days", False),          # gives the answer
     ("full backups kept", "90 days", False),                                   # not a question
     ("What is the on-call on-call rota?", "a two-tier rota", False),           # stutter
+    ("What does the sentence say about full backups?", "90 days", False),      # points at a passage
+    ("What is the purpose of the Format Strings section in the document?", "to describe layouts", False),
 ])
 def test_format_filter(question: str, answer: str, passed: bool) -> None:
     from appliance.config import SDGConfig

@@ -69,8 +69,10 @@ def check_format(question: str, answer: str, cfg: SDGConfig) -> Outcome:
         return Outcome("format", False, words, None, "the question gives most of its answer away")
     if re.search(r"(?<![\w-])([\w-]+)\s+\1(?![\w-])", question, re.I):
         return Outcome("format", False, words, None, "a word repeated ('on-call on-call')")
-    if re.search(r"\b(this|these|that|those|above|below)\b(?! is\b)", question, re.I):
-        return Outcome("format", False, words, None, "points at a passage ('this module'): not a question on its own")
+    if re.search(r"\b(this|these|that|those|above|below)\b(?! is\b)|\bthe (document|passage|text|sentence|section|"
+                 r"excerpt|paragraph|statement)\b", question, re.I):
+        return Outcome("format", False, words, None, "points at a passage ('this module', 'the sentence'): not a "
+                                                     "question on its own")
     return Outcome("format", True, words, None, "ok")
 
 
