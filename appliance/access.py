@@ -63,13 +63,13 @@ def entitlement(cfg: Config, uid: int | None = None) -> Entitlement:
     if uid == 0:
         return Entitlement(user, None, "the administrator (root) holds every group")
     path = Path(cfg.access.map_file)
-    problem = _untrusted(path)
-    if problem:
+    text, problem = _read_trusted(path)
+    if text is None:
         return Entitlement(user, frozenset(), f"no group is granted: {problem}")
     try:
-        mapping = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        return Entitlement(user, frozenset(), f"no group is granted: {path} cannot be read ({e})")
+        mapping = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        return Entitlement(user, frozenset(), f"no group is granted: {path} is not valid TOML ({e})")
     os_groups = {g.gr_name for g in grp.getgrall() if user in g.gr_mem}
     if gid is not None:
         try:
@@ -82,19 +82,32 @@ def entitlement(cfg: Config, uid: int | None = None) -> Entitlement:
     return Entitlement(user, frozenset(granted), f"granted by {path}")
 
 
-def _untrusted(path: Path) -> str | None:
-    """Why a mapping file does not count (None: it does): it and its folder must be root's and writable only by
-    root."""
-    for p, what in ((path, "the mapping file"), (path.parent, "its folder")):
-        try:
-            st = p.stat()
-        except OSError:
-            return f"{what} {p} does not exist (an administrator creates it)"
+def _read_trusted(path: Path) -> tuple[str | None, str]:
+    """The mapping's text if it counts, else None and why. It counts when the file (opened without following a
+    link, then checked on the open descriptor: no swap between check and read) is root's and writable only by root,
+    and so is every folder above it (a world-writable folder counts only with the sticky bit, as /tmp has: others
+    cannot replace what root put there)."""
+    real = Path(os.path.realpath(path))
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        return None, f"the mapping file {path} cannot be opened ({e.strerror}; an administrator creates it)"
+    try:
+        st = os.fstat(fd)
         if st.st_uid != 0:
-            return f"{what} {p} is not owned by root"
+            return None, f"the mapping file {real} is not owned by root"
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return f"{what} {p} is writable by others than root"
-    return None
+            return None, f"the mapping file {real} is writable by others than root"
+        for folder in real.parents:
+            fs = folder.stat()
+            if fs.st_uid != 0:
+                return None, f"its folder {folder} is not owned by root"
+            if fs.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not fs.st_mode & stat.S_ISVTX:
+                return None, f"its folder {folder} is writable by others than root"
+        with os.fdopen(fd, closefd=False) as f:
+            return f.read(), ""
+    finally:
+        os.close(fd)
 
 
 def _names(value: object) -> list[str]:

@@ -599,3 +599,27 @@ def test_two_threads_of_one_process_write_at_once_and_the_ledger_holds(tmp_path:
         report = store.verify()
     assert report.ok, [str(f) for f in report.findings]
     assert report.runs == 20 and report.size == report.rows == 20 * (1 + 3 + 1)
+
+
+def test_a_redefined_view_or_an_altered_table_is_caught(tmp_path: Path) -> None:
+    path = tmp_path / "audit.duckdb"
+    _store_with_runs(path)
+    _forge(path, "CREATE OR REPLACE VIEW v_answers AS SELECT * FROM answers WHERE output <> 'answer 0.1'", rechain=False)
+    assert _problems(path) == [("?", "schema_changed")]
+    _forge(path, "ALTER TABLE events ADD COLUMN note VARCHAR", rechain=False)
+    with AuditStore(path) as store:
+        findings = store.verify().findings
+    assert [f.detail for f in findings if f.problem == "schema_changed"] == [
+        "view v_answers is not the one the migrations create",
+        "table events does not have the columns the migrations create"]
+    assert {f.table for f in findings if f.problem == "edited"} == {"events"}  # a new column changes every row
+
+
+@pytest.mark.parametrize("sql", ["UPDATE ledger SET row_hashes = '5' WHERE position = 1",
+                                 "UPDATE ledger SET row_hashes = '[1]' WHERE position = 1",
+                                 "UPDATE ledger SET run_id = NULL WHERE position = 1"])
+def test_a_ledger_edited_into_nonsense_is_reported_not_a_crash(tmp_path: Path, sql: str) -> None:
+    path = tmp_path / "audit.duckdb"
+    _store_with_runs(path)
+    _forge(path, sql, rechain=False)
+    assert "ledger_edited" in {p for _, p in _problems(path)}

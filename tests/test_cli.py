@@ -145,14 +145,21 @@ def test_checkpoints_and_noted_heads_through_the_cli(cli, workspace: Path, tmp_p
     code, out, _ = cli("audit", "verify", "--checkpoints", str(cps), "--pubkey", made["public_key"],
                        "--expect-head", cp["head"], "--json")
     assert code == 0 and out["ok"] and out["checkpoints"] == 1
+    from appliance.audit import AuditStore
+    with AuditStore(workspace / "audit.duckdb") as store:  # a run still going (or killed) does not block a checkpoint
+        store.start_run("eval-answers", "elsewhere", {}, "0").flush()
+    code, _, _ = cli("audit", "checkpoint", "--file", str(cps), "--sign", str(key), "--json")
+    assert code == 0 and len(cps.read_text().splitlines()) == 2
     con = duckdb.connect(str(workspace / "audit.duckdb"))  # the ledger removed: its rows are unledgered, and
     con.execute("DELETE FROM ledger")                       # the checkpoint and the noted head are gone with it
     con.close()
     code, out, _ = cli("audit", "verify", "--json")
-    assert code == 1 and {f["problem"] for f in out["findings"]} == {"unledgered"}
+    assert code == 1 and {f["problem"] for f in out["findings"]} == {"unledgered", "unclosed"}
     code, out, _ = cli("audit", "verify", "--checkpoints", str(cps), "--pubkey", made["public_key"],
                        "--expect-head", cp["head"], "--json")
     assert code == 1 and {"truncated", "rewritten"} <= {f["problem"] for f in out["findings"]}
+    code, _, err = cli("audit", "checkpoint", "--file", str(cps), "--sign", str(key))
+    assert code == 1 and "no checkpoint made" in err and len(cps.read_text().splitlines()) == 2  # not vouched for
     cps.write_text("not json\n")
     code, _, err = cli("audit", "verify", "--checkpoints", str(cps))
     assert code == 2 and "not a checkpoint line" in err

@@ -222,9 +222,10 @@ class AuditStore:
                     ledger.append(con, _now(), rows)
                     con.execute("COMMIT")
                     return
-                except (duckdb.ConstraintException, duckdb.TransactionException):
+                except (duckdb.ConstraintException, duckdb.TransactionException) as e:
                     _rollback(con)
-                    if attempt == WRITE_RETRIES - 1:
+                    lost_race = isinstance(e, duckdb.TransactionException) or "Duplicate key" in str(e)
+                    if not lost_race or attempt == WRITE_RETRIES - 1:
                         raise
                     time.sleep(0.01 * (attempt + 1))
                 except duckdb.Error:
@@ -333,6 +334,7 @@ class AuditStore:
         no longer extends."""
         rows_by_run, order = _load(self.con)
         report = verify_rows(rows_by_run, order, self._open_runs)
+        report.findings += _schema_findings(self.con)
         entries = self._ledger_entries()
         found, recomputed = ledger.verify(entries, rows_by_run)
         report.findings += found
@@ -432,10 +434,37 @@ def _batches(rows: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, tuple[st
     return out
 
 
+def _schema(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, str], set[tuple[str, str, str]]]:
+    views = dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
+    columns = set(con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
+                              "WHERE table_schema = 'main' AND table_name <> 'schema_migrations'").fetchall())
+    return views, columns
+
+
+def _schema_findings(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """Views and tables that differ from what the migrations create (a view redefined to hide rows is a change
+    to what auditors read, though no row changed)."""
+    fresh = duckdb.connect()
+    try:
+        for _, _, sql in MIGRATIONS:
+            fresh.execute(sql)
+        want_views, want_columns = _schema(fresh)
+    finally:
+        fresh.close()
+    views, columns = _schema(con)
+    found = [Finding("?", "schema_changed", f"view {v} is not the one the migrations create")
+             for v in sorted(set(want_views) | set(views)) if want_views.get(v) != views.get(v)]
+    for table in sorted({t for t, _, _ in want_columns ^ columns} - set(want_views) - set(views)):
+        found.append(Finding("?", "schema_changed", f"table {table} does not have the columns the migrations create"))
+    return found
+
+
 def _chained_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    rows = con.execute("""SELECT table_name, list(column_name) FROM information_schema.columns
-                          WHERE table_schema = 'main' GROUP BY table_name""").fetchall()
-    return sorted(t for t, cols in rows if CHAIN_COLUMNS <= set(cols))
+    rows = con.execute("""SELECT c.table_name, list(c.column_name) FROM information_schema.columns c
+                          JOIN information_schema.tables t ON t.table_name = c.table_name
+                           AND t.table_schema = c.table_schema AND t.table_type = 'BASE TABLE'
+                          WHERE c.table_schema = 'main' GROUP BY c.table_name""").fetchall()
+    return sorted(t for t, cols in rows if CHAIN_COLUMNS <= set(cols))  # tables only: a view is no record
 
 
 def _closing(run: Run) -> Iterator[Run]:

@@ -38,7 +38,7 @@ class Finding:
 
     run_id: str
     problem: str  # edited | deleted | unclosed | run_deleted | unledgered | ledger_edited | ledger_deleted |
-    #               rewritten | truncated | checkpoint_unsigned | checkpoint_forged
+    #               rewritten | truncated | checkpoint_unsigned | checkpoint_forged | schema_changed
     detail: str
     table: str | None = None
     seq: int | None = None

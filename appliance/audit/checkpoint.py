@@ -89,6 +89,11 @@ def load(path: Path) -> list[dict[str, Any]]:
             cp = json.loads(line)
             if cp.get("version") != VERSION or not {"size", "entries", "head", "anchors"} <= set(cp):
                 raise ValueError("not a checkpoint of this appliance")
+            if not (isinstance(cp["size"], int) and isinstance(cp["entries"], int)
+                    and isinstance(cp["head"], (str, type(None))) and isinstance(cp["anchors"], dict)
+                    and all(k.isdigit() and isinstance(v, str) for k, v in cp["anchors"].items())
+                    and isinstance(cp.get("signature"), (str, type(None)))):
+                raise ValueError("a field has the wrong type")
         except (json.JSONDecodeError, ValueError, AttributeError) as e:
             raise UsageError(f"{path}:{i}: not a checkpoint line ({e})") from None
         out.append(cp)

@@ -45,13 +45,15 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} is inside the workspace: a checkpoint must be kept where whoever can write the "
                          f"store cannot (give --file elsewhere)")
     key = Path(args.sign) if args.sign else None
+    earlier = tuple(checkpoint.load(out)) if out.is_file() else ()
     with AuditStore(ws.audit_path) as store:
-        rep = store.verify()
-        if not rep.ok:
-            for f in rep.findings:
+        rep = store.verify(checkpoints=earlier)  # also a consistent extension of every checkpoint already kept
+        damage = [f for f in rep.findings if f.problem != "unclosed"]  # a running or killed run is no damage
+        if damage:
+            for f in damage:
                 print(f"  {f}", file=sys.stderr)
-            print(f"{ws.audit_path} does not verify: no checkpoint made (it would vouch for a damaged store)",
-                  file=sys.stderr)
+            print(f"{ws.audit_path} does not verify{' against ' + str(out) if earlier else ''}: no checkpoint made "
+                  f"(it would vouch for a damaged store)", file=sys.stderr)
             return cliutil.EXIT_PROBLEM
         head, recomputed = store.checkpoint_state()
         cp = checkpoint.make(ws.audit_path.resolve(), head, recomputed, key)

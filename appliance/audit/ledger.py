@@ -90,25 +90,14 @@ def verify(entries: list[dict[str, Any]], rows_by_run: dict[str, list[tuple[str,
     prev, size = None, 0
     covered: dict[tuple[str, int], str] = {}
     for e in entries:
-        where = f"ledger entry {e['position']}"
-        if e["prev_entry_hash"] != prev:
-            findings.append(Finding(e["run_id"] or "?", "ledger_deleted",
-                                    f"{where}: prev_entry_hash does not link to the entry before it"))
-        mine = entry_hash(e)
-        if mine != e["entry_hash"]:
-            findings.append(Finding(e["run_id"] or "?", "ledger_edited",
-                                    f"{where}: content does not match its entry_hash"))
-        hashes = json.loads(e["row_hashes"])
-        size += len(hashes)
-        if e["size"] != size:
-            findings.append(Finding(e["run_id"] or "?", "ledger_edited",
-                                    f"{where}: says {e['size']} rows so far, its entries hold {size}"))
-        for seq, h in hashes:
-            if (e["run_id"], seq) in covered:
-                findings.append(Finding(e["run_id"], "ledger_edited", f"{where}: seq {seq} recorded twice"))
-            covered[(e["run_id"], seq)] = h
+        try:
+            mine, size = _check_entry(e, prev, size, covered, findings)
+        except (TypeError, ValueError, KeyError) as err:  # an entry edited into something that is not an entry
+            findings.append(Finding(str(e.get("run_id")), "ledger_edited",
+                                    f"ledger entry {e.get('position')} cannot be read: {err}"))
+            mine = ""
         recomputed.append(mine)
-        prev = e["entry_hash"]
+        prev = e.get("entry_hash")
     for run_id, rows in rows_by_run.items():
         changed: list[tuple[str, int]] = []
         for table, row in sorted(rows, key=lambda tr: tr[1]["seq"]):
@@ -124,12 +113,35 @@ def verify(entries: list[dict[str, Any]], rows_by_run: dict[str, list[tuple[str,
                                     f"was written (the row was edited and its hashes recomputed){later}",
                                     changed[0][0], changed[0][1]))
     gone: dict[str, list[int]] = {}
-    for (run_id, seq) in sorted(covered):
+    for (run_id, seq) in sorted(covered, key=lambda k: (str(k[0]), str(k[1]))):
         gone.setdefault(run_id, []).append(seq)
     for run_id, seqs in gone.items():
         findings.append(Finding(run_id, "deleted", f"{len(seqs)} rows the ledger recorded are gone (seq "
                                 f"{', '.join(map(str, seqs[:10]))}{', ...' if len(seqs) > 10 else ''})"))
     return findings, recomputed
+
+
+def _check_entry(e: dict[str, Any], prev: str | None, size: int, covered: dict[tuple[str, int], str],
+                 findings: list[Finding]) -> tuple[str, int]:
+    """One entry's own rules (its link, its hash, its running size, no row recorded twice); records its rows in
+    `covered`. Returns its recomputed hash and the running size after it."""
+    where = f"ledger entry {e['position']}"
+    if e["prev_entry_hash"] != prev:
+        findings.append(Finding(e["run_id"] or "?", "ledger_deleted",
+                                f"{where}: prev_entry_hash does not link to the entry before it"))
+    mine = entry_hash(e)
+    if mine != e["entry_hash"]:
+        findings.append(Finding(e["run_id"] or "?", "ledger_edited", f"{where}: content does not match its entry_hash"))
+    hashes = json.loads(e["row_hashes"])
+    size += len(hashes)
+    if e["size"] != size:
+        findings.append(Finding(e["run_id"] or "?", "ledger_edited",
+                                f"{where}: says {e['size']} rows so far, its entries hold {size}"))
+    for seq, h in hashes:
+        if (e["run_id"], seq) in covered:
+            findings.append(Finding(e["run_id"], "ledger_edited", f"{where}: seq {seq} recorded twice"))
+        covered[(e["run_id"], seq)] = h
+    return mine, size
 
 
 def seal_existing(con: duckdb.DuckDBPyConnection, now: datetime, rows_by_run: dict[str, list[tuple[str, dict]]],
