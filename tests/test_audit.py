@@ -5,6 +5,7 @@ Each verify rule has a test whose tampering only that rule catches (the forger r
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -88,7 +89,8 @@ def _reledger(con) -> None:
     covered = set()
     new = [(e[1], e[2], e[3], e[4], [s for s, _ in json.loads(e[5]) if (e[3], s) in current]) for e in entries]
     extra = sorted(k for k in current if k not in {(e[2], s) for e in new for s in e[4]})
-    new += [(new[-1][0], "rows", run_id, None, [seq]) for run_id, seq in extra]
+    when = new[-1][0] if new else datetime.now()
+    new += [(when, "rows", run_id, None, [seq]) for run_id, seq in extra]
     for created_at, kind, run_id, note, seqs in new:
         if not seqs:
             continue

@@ -160,6 +160,12 @@ def test_checkpoints_and_noted_heads_through_the_cli(cli, workspace: Path, tmp_p
     assert code == 1 and {"truncated", "rewritten"} <= {f["problem"] for f in out["findings"]}
     code, _, err = cli("audit", "checkpoint", "--file", str(cps), "--sign", str(key))
     assert code == 1 and "no checkpoint made" in err and len(cps.read_text().splitlines()) == 2  # not vouched for
+    from test_audit import _forge  # the whole store made self-consistent again by someone who can write it:
+    _forge(workspace / "audit.duckdb", "UPDATE answers SET output = '5'", reledger=True)
+    code, out, _ = cli("audit", "verify", "--json")
+    assert {f["problem"] for f in out["findings"]} == {"unclosed"}  # the file alone cannot tell...
+    code, _, err = cli("audit", "checkpoint", "--file", str(cps), "--sign", str(key))
+    assert code == 1 and "rewritten" in err and len(cps.read_text().splitlines()) == 2  # ...the earlier checkpoints can
     cps.write_text("not json\n")
     code, _, err = cli("audit", "verify", "--checkpoints", str(cps))
     assert code == 2 and "not a checkpoint line" in err
