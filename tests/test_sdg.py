@@ -23,7 +23,7 @@ SAMPLES = REPO_ROOT / "samples"
 
 
 def scripted_writer() -> FakeGenerator:
-    """Writes "What does <the excerpt's first words> say?" for an anchored answer and remembers the answer, which
+    """Writes "What is stated about <the excerpt's first words>?" for an anchored answer and remembers the answer, which
     it gives back when the question is asked with passages (the round trip)."""
     asked: dict[str, str] = {}
 
@@ -33,7 +33,7 @@ def scripted_writer() -> FakeGenerator:
             excerpt, answer = block.split("\n\nAnswer: ", 1)
             answer = answer.split("\n")[0]
             words = [w for w in re.findall(r"[A-Za-z][\w-]*", excerpt) if w.lower() not in answer.lower()][:6]
-            question = f"What does the text about {' '.join(words)} state?"
+            question = f"What is stated about {' '.join(words)}?"
             asked[question] = answer
             return question
         question = prompt.rsplit("Question: ", 1)[-1].split("\n")[0].strip()

@@ -226,10 +226,12 @@ def spread(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Chunks in an order that covers every document and section early: documents in turn (round robin), each
     document's sections in turn, so a budget cut anywhere still spans the corpus rather than its first chunks."""
     by_doc: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    names: dict[str, str] = {}
     for c in sorted(chunks, key=lambda c: (c["doc_id"], c["ordinal"])):
         by_doc[c["doc_id"]][c["section"]].append(c)
-    queues = []
-    for doc in sorted(by_doc, key=lambda d: hashlib.sha256(d.encode()).hexdigest()):
+        names[c["doc_id"]] = c.get("file_name") or c["doc_id"]
+    queues = []  # documents in an order fixed by their file names (not their paths): the same corpus anywhere,
+    for doc in sorted(by_doc, key=lambda d: (hashlib.sha256(names[d].encode()).hexdigest(), d)):  # same order
         sections = list(by_doc[doc].values())
         order: list[dict[str, Any]] = []
         depth = 0
