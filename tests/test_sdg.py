@@ -77,6 +77,9 @@ def test_prose_sentences_skip_code_and_navigation() -> None:
     text = "Navigation\n>>> x = 1\nThe module provides a fast way to compare sorted sequences of values.\nindex |"
     assert prose_sentences(text) == ["The module provides a fast way to compare sorted sequences of values."]
     assert _predicate("It is the default.") is None  # no subject to ask about
+    leaning = ("A handler of last resort is available through this attribute.\n"  # which attribute?
+               "Another difference is that the sort method is only defined for lists.")
+    assert prose_sentences(leaning) == []
 
 
 def test_spread_reaches_every_document_before_the_second_chunk_of_any() -> None:
