@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from appliance.audit import AuditError, AuditStore, ReadOnlyQueryError, _chained_tables, checkpoint, query
+from appliance.audit import AuditError, AuditStore, ReadOnlyQueryError, _chained_tables, _load, checkpoint, query
 from appliance.audit.migrations import MIGRATIONS
 from appliance.audit.chain import row_hash
 from appliance.audit.ledger import entry_hash
@@ -50,14 +50,7 @@ def _problems(path: Path, **verify) -> list[tuple[str, str]]:
 
 def _rechain(con) -> None:
     """Recompute every run's prev_hash/row_hash (and the run headers' prev_run_hash) after an edit."""
-    rows: dict[str, list[tuple[str, dict]]] = {}
-    for table in _chained_tables(con):
-        cur = con.execute(f"SELECT * FROM {table}")
-        names = [d[0] for d in cur.description]
-        for values in cur.fetchall():
-            row = dict(zip(names, values))
-            rows.setdefault(row["run_id"], []).append((table, row))
-    order = [r for (r,) in con.execute("SELECT run_id FROM runs ORDER BY created_at").fetchall()]
+    rows, order = _load(con)
     prev_header = None
     for run_id in order + sorted(set(rows) - set(order)):
         prev = None
@@ -314,24 +307,24 @@ def test_a_forgery_that_rewrites_the_ledger_too_is_caught_against_a_checkpoint(t
     path = tmp_path / "audit.duckdb"
     ids = _store_with_runs(path, n_runs=3)
     with AuditStore(path) as store:
-        head, recomputed = store.checkpoint_state()
-        cp = checkpoint.make(path, head, recomputed)
+        report = store.verify()
+        cp = checkpoint.make(path, report)
     _store_with_runs(path, n_runs=1)  # the store grows after the checkpoint: still a consistent extension
-    assert _problems(path, checkpoints=(cp,), expect_heads=(head.hash,)) == []
+    assert _problems(path, checkpoints=(cp,), expect_heads=(report.head,)) == []
     _forge(path, f"UPDATE answers SET output = 'FORGED ANSWER' WHERE run_id = '{ids[1]}' AND seq = 1", reledger=True)
     assert _problems(path) == []  # the whole file is self-consistent: only something kept outside it can tell
     with AuditStore(path) as store:
         findings = store.verify(checkpoints=(cp,)).findings
     assert [(f.run_id, f.problem) for f in findings] == [(ids[0], "rewritten")]
     assert ids[1] in findings[0].detail  # located: the window of entries holds the forged run
-    assert _problems(path, expect_heads=(head.hash,)) == [("?", "rewritten")]
+    assert _problems(path, expect_heads=(report.head,)) == [("?", "rewritten")]
 
 
 def test_a_removed_tail_is_caught_against_a_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "audit.duckdb"
     ids = _store_with_runs(path, n_runs=2)
     with AuditStore(path) as store:
-        cp = checkpoint.make(path, *store.checkpoint_state())
+        cp = checkpoint.make(path, store.verify())
     _forge(path, "".join(f"DELETE FROM {t} WHERE run_id = '{ids[1]}';" for t in ("answers", "events", "runs")),
            reledger=True)
     assert _problems(path) == []
@@ -546,8 +539,8 @@ def test_checkpoint_signatures(tmp_path: Path) -> None:
         checkpoint.keygen(key)
     public = checkpoint.load_public_key(pub)
     with AuditStore(path) as store:
-        signed = checkpoint.make(path, *store.checkpoint_state(), key_file=key)
-        unsigned = checkpoint.make(path, *store.checkpoint_state())
+        signed = checkpoint.make(path, store.verify(), key_file=key)
+        unsigned = checkpoint.make(path, store.verify())
     assert signed["key_id"] == kid
     assert _problems(path, checkpoints=(signed,), public_key=public) == []
     assert _problems(path, checkpoints=(unsigned,), public_key=public) == [("?", "checkpoint_unsigned")]

@@ -37,7 +37,7 @@ from appliance.audit.ledger import Head
 from appliance.audit.migrations import MIGRATIONS
 from appliance.errors import Cancelled, UsageError
 
-__all__ = ["AuditStore", "AuditError", "Head", "Run", "RunInfo", "ReadOnlyQueryError", "config_sha256"]
+__all__ = ["AuditStore", "AuditError", "Head", "Run", "RunInfo", "ReadOnlyQueryError", "config_sha256", "records"]
 
 READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 LOCK_WAIT_S = 60.0          # how long to wait for another process's write to finish before giving up
@@ -313,9 +313,7 @@ class AuditStore:
         if table not in self.chained_tables():
             raise AuditError(f"{table} is not a table of the audit store")
         cond = "".join(f" AND {k} = ?" for k in where)
-        cur = self.con.execute(f"SELECT * FROM {table} WHERE run_id = ?{cond} ORDER BY seq", [run_id, *where.values()])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return records(self.con, f"SELECT * FROM {table} WHERE run_id = ?{cond} ORDER BY seq", [run_id, *where.values()])
 
     def events(self, run_id: str, *kinds: str) -> list[dict[str, Any]]:
         """A run's events of the given kinds (all without), oldest first, each its payload plus `kind` and `seq`."""
@@ -339,7 +337,7 @@ class AuditStore:
         found, recomputed = ledger.verify(entries, rows_by_run)
         report.findings += found
         now = ledger.head(self.con)
-        report.size, report.head = now.size, now.hash
+        report.size, report.head, report.entry_hashes = now.size, now.hash, recomputed
         for expected in expect_heads:
             if expected not in recomputed and not self._old_head(expected):
                 report.findings.append(Finding("?", "rewritten", f"the head {expected} noted earlier is not in the "
@@ -348,15 +346,8 @@ class AuditStore:
             report.findings += checkpoint.check(cp, recomputed, entries, public_key, f"checkpoint {i}")
         return report
 
-    def checkpoint_state(self) -> tuple[Head, list[str]]:
-        """The head and every entry's recomputed hash (what a checkpoint is made of)."""
-        entries = self._ledger_entries()
-        return ledger.head(self.con), [ledger.entry_hash(e) for e in entries]
-
     def _ledger_entries(self) -> list[dict[str, Any]]:
-        cur = self.con.execute("SELECT * FROM ledger ORDER BY position")
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return records(self.con, "SELECT * FROM ledger ORDER BY position")
 
     def _old_head(self, expected: str) -> bool:
         """A head noted before the ledger existed (a run header's hash) still names a run that is there."""
@@ -388,14 +379,18 @@ def config_sha256(config: dict[str, Any]) -> str:
     return hashlib.sha256(_json(config).encode()).hexdigest()
 
 
+def records(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    """The rows of a query as dicts by column name."""
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
 def _load(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, list[tuple[str, dict[str, Any]]]], list[str]]:
     """Every chained row by run (table, row), and the run ids in the order their headers were written."""
     by_run: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for table in _chained_tables(con):
-        cur = con.execute(f"SELECT * FROM {table}")
-        names = [d[0] for d in cur.description]
-        for values in cur.fetchall():
-            row = dict(zip(names, values))
+        for row in records(con, f"SELECT * FROM {table}"):
             by_run.setdefault(row["run_id"], []).append((table, row))
     order = [r for (r,) in con.execute("SELECT run_id FROM runs ORDER BY created_at").fetchall()]
     return by_run, order

@@ -57,6 +57,7 @@ class VerifyReport:
     findings: list[Finding] = field(default_factory=list)
     size: int = 0             # rows the ledger covers
     head: str | None = None   # the ledger's newest entry hash
+    entry_hashes: list[str] = field(default_factory=list, repr=False)  # every ledger entry's, recomputed
 
     @property
     def ok(self) -> bool:

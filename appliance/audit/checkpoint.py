@@ -16,8 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from appliance.audit.chain import Finding
-from appliance.audit.ledger import Head
+from appliance.audit.chain import Finding, VerifyReport
 from appliance.errors import UsageError
 
 VERSION = 1
@@ -29,12 +28,14 @@ def _payload(cp: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
-def make(store: Path, head: Head, recomputed: list[str], key_file: Path | None = None) -> dict[str, Any]:
-    """A checkpoint of `head` (whose entries' recomputed hashes are `recomputed`), signed if a key file is given."""
+def make(store: Path, report: VerifyReport, key_file: Path | None = None) -> dict[str, Any]:
+    """A checkpoint of the head a verification found (its entry hashes, recomputed, give the anchors), signed if a
+    key file is given."""
+    hashes = report.entry_hashes
     cp: dict[str, Any] = {
         "version": VERSION, "store": str(store), "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "size": head.size, "entries": head.entries, "head": head.hash,
-        "anchors": {str(p): recomputed[p] for p in range(ANCHOR_EVERY - 1, head.entries, ANCHOR_EVERY)},
+        "size": report.size, "entries": len(hashes), "head": report.head,
+        "anchors": {str(p): hashes[p] for p in range(ANCHOR_EVERY - 1, len(hashes), ANCHOR_EVERY)},
         "key_id": None, "signature": None}
     if key_file is not None:
         private = load_private_key(key_file)

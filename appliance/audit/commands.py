@@ -55,8 +55,7 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
             print(f"{ws.audit_path} does not verify{' against ' + str(out) if earlier else ''}: no checkpoint made "
                   f"(it would vouch for a damaged store)", file=sys.stderr)
             return cliutil.EXIT_PROBLEM
-        head, recomputed = store.checkpoint_state()
-        cp = checkpoint.make(ws.audit_path.resolve(), head, recomputed, key)
+        cp = checkpoint.make(ws.audit_path.resolve(), rep, key)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as f:
         f.write(json.dumps(cp, sort_keys=True) + "\n")

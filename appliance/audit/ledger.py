@@ -152,7 +152,8 @@ def seal_existing(con: duckdb.DuckDBPyConnection, now: datetime, rows_by_run: di
     by_run_findings: dict[str, list[str]] = {}
     for f in findings:
         by_run_findings.setdefault(f.run_id, []).append(str(f))
-    leftovers = [r for r in rows_by_run if r not in set(run_order)]
+    headed = set(run_order)
+    leftovers = [r for r in rows_by_run if r not in headed]
     for run_id in [*run_order, *sorted(leftovers)]:
         rows = rows_by_run.get(run_id)
         if not rows:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance.audit import AuditStore
+from appliance.audit import AuditStore, records
 from appliance.errors import UsageError
 from appliance.evaluation.report import comparison_report, record_reports
 from appliance.evaluation.stats import paired_test
@@ -16,12 +16,10 @@ EVAL_KINDS = ("eval-answers", "eval-rejudge")   # the runs that hold judged answ
 
 
 def _judged(store: AuditStore, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
-    cur = store.con.execute("""SELECT j.question_id, j.condition, j.strategy, j.verdict, j.failure_kind, j.kind,
-                                      a.model_name, a.output
-                               FROM judgements j JOIN answers a ON a.row_hash = j.answer_row_hash
-                               WHERE j.run_id = ?""", [run_id])
-    names = [d[0] for d in cur.description]
-    rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    rows = records(store.con, """SELECT j.question_id, j.condition, j.strategy, j.verdict, j.failure_kind, j.kind,
+                                        a.model_name, a.output
+                                 FROM judgements j JOIN answers a ON a.row_hash = j.answer_row_hash
+                                 WHERE j.run_id = ?""", [run_id])
     return {(r["question_id"], r["condition"]): r for r in rows}
 
 

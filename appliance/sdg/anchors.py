@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from appliance.text import SENTENCE_END, UNITS, content_words
+from appliance.text import UNITS, content_words, sentences
 
 _CODE = re.compile(r">>>|\s=\s|[{}]|¶|\|\s|^\W")
 _QUANTITY = re.compile(r"(?<![\w./-])\d+(?:[.,]\d+)*(?:\.\d+)?\s*(?:%|[A-Za-z/°]{1,8}\b)")
@@ -53,7 +53,7 @@ def prose_sentences(text: str, min_words: int = 7, max_words: int = 45) -> list[
     sentence that leans on its neighbours: "This ...", "See ...", "the following ...")."""
     out = []
     for line in text.splitlines():
-        for s in SENTENCE_END.split(line.strip()):
+        for s in sentences(line.strip()):
             words = s.split()
             if not (min_words <= len(words) <= max_words) or not s.endswith(".") or not s[0].isupper():
                 continue
@@ -178,7 +178,7 @@ def opens_with_its_subject(sentence: str) -> bool:
 
 def _around(evidence: str, text: str) -> str:
     """The evidence with the sentence before and after it in the chunk (what the question writer reads)."""
-    flat = [s for line in text.splitlines() for s in SENTENCE_END.split(line.strip()) if s]
+    flat = [s for line in text.splitlines() for s in sentences(line.strip()) if s]
     i = next((n for n, s in enumerate(flat) if evidence in s or s in evidence), None)
     return evidence if i is None else " ".join(flat[max(i - 1, 0): i + 2])
 
@@ -191,7 +191,7 @@ def anchors_of(chunk: dict[str, Any], kinds: list[str], per_chunk: int, seed: in
     text, cid = chunk["text"], chunk["chunk_id"]
     rng = random.Random(f"{seed}:{cid}")
     options: dict[str, list[Anchor]] = defaultdict(list)
-    sentences = prose_sentences(text)
+    prose = prose_sentences(text)
     if "table" in kinds:
         for key, column, cell, row, header in _table_cells(text, list(tables)):
             excerpt = "\n".join(f"{h}: {v}" for h, v in zip(header, row))
@@ -202,10 +202,10 @@ def anchors_of(chunk: dict[str, Any], kinds: list[str], per_chunk: int, seed: in
             hint = f"step {n} of the procedure" + (f", after '{before}'" if before else "")
             options["procedure"].append(Anchor("procedure", step, step, hint, cid, _around(step, text)))
     if "number" in kinds:
-        for s in sentences:
+        for s in prose:
             options["number"] += [Anchor("number", q, s, "", cid, s) for q in _quantities(s)]
     if "fact" in kinds:
-        for s in filter(opens_with_its_subject, sentences):
+        for s in filter(opens_with_its_subject, prose):
             split = _predicate(s)
             options["fact"].append(Anchor("fact", split[1], s, split[0], cid, s) if split else
                                    Anchor("fact", s.rstrip("."), s, "the whole sentence: ask what it states", cid, s))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.answering import Answerer, oracle_passages
-from appliance.audit import AuditStore
+from appliance.audit import AuditStore, records
 from appliance.errors import UsageError
 from appliance.llm import Generator, load_generator
 from appliance.progress import Progress
@@ -39,17 +39,9 @@ def pair_states(store: AuditStore) -> list[dict[str, Any]]:
     for run_id, pair_id, f in store.con.execute(
             "SELECT run_id, pair_id, filter FROM sdg_filters WHERE passed").fetchall():
         passed.setdefault((run_id, pair_id), set()).add(f)
-    reviews: dict[str, dict[str, Any]] = {}
-    cur = store.con.execute("SELECT * FROM sdg_reviews ORDER BY created_at, seq")
-    names = [d[0] for d in cur.description]
-    for row in cur.fetchall():
-        r = dict(zip(names, row))
-        reviews[r["pair_id"]] = r
-    cur = store.con.execute("SELECT * FROM sdg_pairs ORDER BY created_at, seq")
-    names = [d[0] for d in cur.description]
+    reviews = {r["pair_id"]: r for r in records(store.con, "SELECT * FROM sdg_reviews ORDER BY created_at, seq")}
     out: dict[str, dict[str, Any]] = {}
-    for row in cur.fetchall():
-        p = dict(zip(names, row))
+    for p in records(store.con, "SELECT * FROM sdg_pairs ORDER BY created_at, seq"):
         p["passed"] = FILTERS[-1] in passed.get((p["run_id"], p["pair_id"]), set())  # the last: every one before it
         if p["pair_id"] in out and (out[p["pair_id"]]["passed"] or not p["passed"]):
             continue  # the same pair written again by a later run (a duplicate there): its first passing state counts

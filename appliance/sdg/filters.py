@@ -27,7 +27,7 @@ import numpy as np
 from appliance.config import SDGConfig
 from appliance.evaluation.golden import Question
 from appliance.evaluation.judge import deterministic, is_refusal
-from appliance.text import content_words, normalise, norm_answer, numbers, sentences, stems
+from appliance.text import normalise, norm_answer, numbers, sentences, stems
 
 if TYPE_CHECKING:
     from appliance.retrieval.embed import Embedder
