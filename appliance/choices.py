@@ -12,6 +12,8 @@ Strategy = Literal["single", "best-of-n", "self-consistency", "council"]
 Condition = Literal["closed-book", "oracle", "rag"]     # in the order a question runs through them
 SDGKind = Literal["fact", "number", "table", "procedure", "free"]
 ExportFormat = Literal["prompt-completion", "chat", "alpaca", "openai"]
+TrainBackend = Literal["auto", "cpu", "gpu"]
+Precision = Literal["auto", "bf16", "fp32"]
 
 CHUNKERS: tuple[str, ...] = get_args(Chunker)
 RETRIEVAL_MODES: tuple[str, ...] = get_args(RetrievalMode)
@@ -21,3 +23,4 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 CONDITIONS: tuple[str, ...] = get_args(Condition)
 SDG_KINDS: tuple[str, ...] = get_args(SDGKind)
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
+TRAIN_BACKENDS: tuple[str, ...] = get_args(TrainBackend)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from appliance.choices import SDG_KINDS, Chunker, ContextOrder, RetrievalMode, Rerank, SDGKind
+from appliance.choices import SDG_KINDS, Chunker, ContextOrder, Precision, RetrievalMode, Rerank, SDGKind, TrainBackend
 from appliance.errors import ConfigError
 from appliance.models import DEFAULT_MODELS_DIR
 
@@ -123,6 +123,33 @@ class SDGConfig:
 
 
 @dataclass
+class TrainConfig:
+    """LoRA adaptation (`appliance train`): one recipe per backend (appliance/training/cpu.py, gpu.py) reads this.
+
+        appliance train --dataset ID --set train.max_epochs=1 --set train.lora_r=8
+    """
+
+    backend: TrainBackend = "auto"          # auto: gpu (Unsloth QLoRA) where CUDA is present, else cpu (peft + TRL)
+    precision: Precision = "auto"           # cpu: bf16 autocast where the CPU has native bf16 (AMX / AVX512-BF16)
+    learning_rate: float = 2e-4
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str = "all-linear"      # every linear projection of the blocks
+    batch_size: int = 1                     # examples per step (one: RAG prompts differ in length, no padding waste)
+    grad_accumulation: int = 4              # steps per optimizer update
+    max_epochs: int = 3                     # at most; training stops earlier when validation loss stops improving
+    patience: int = 3                       # evaluations without a lower validation loss before it stops
+    evals_per_epoch: int = 3                # validation loss (and a checkpoint) this often per epoch
+    eval_examples: int = 48                 # validation examples scored at each evaluation (0: all)
+    max_steps: int = 0                      # optimizer updates at most (0: no cap; for quick runs)
+    max_length: int = 0                     # tokens per example (0: the longest example, so no prompt is cut)
+    warmup_ratio: float = 0.05
+    gradient_checkpointing: bool = False    # less memory, about 1.5x slower
+    seed: int = 0
+
+
+@dataclass
 class AccessConfig:
     """Who may see which access groups (appliance/access.py): only a root-owned mapping file grants groups to users
     other than root; naming it here cannot make a file count that root does not own."""
@@ -140,6 +167,7 @@ class Config:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sdg: SDGConfig = field(default_factory=SDGConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
 
     def __post_init__(self) -> None:
@@ -160,6 +188,13 @@ class Config:
                 raise ConfigError(f"{key} = {value}: a share between 0 and 1 (1 excluded)")
         if self.sdg.validation_share + self.sdg.probe_share >= 1:
             raise ConfigError("sdg.validation_share + sdg.probe_share leave no documents for training")
+        t = self.train
+        if min(t.lora_r, t.lora_alpha, t.batch_size, t.grad_accumulation, t.max_epochs, t.patience,
+               t.evals_per_epoch) < 1 or t.learning_rate <= 0 or min(t.max_steps, t.max_length, t.eval_examples) < 0:
+            raise ConfigError("train: lora_r, lora_alpha, batch_size, grad_accumulation, max_epochs, patience and "
+                              "evals_per_epoch must be at least 1, learning_rate above 0, the rest not negative")
+        if not 0 <= t.lora_dropout < 1 or not 0 <= t.warmup_ratio < 1:
+            raise ConfigError("train.lora_dropout and train.warmup_ratio are shares between 0 and 1")
         if not 0 <= self.ingest.window_overlap < self.ingest.window_tokens:
             raise ConfigError("ingest.window_overlap must be >= 0 and smaller than ingest.window_tokens")
 

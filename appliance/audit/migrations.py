@@ -323,4 +323,70 @@ CREATE VIEW v_ledger AS
 SELECT position, created_at, kind, run_id, seq_from, seq_to, size, note, entry_hash FROM ledger;
 """,
     ),
+    (
+        6,
+        "training: the loss curve of every adaptation run, and the models a workspace registered",
+        """
+CREATE TABLE train_steps (
+    run_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    step BIGINT NOT NULL,
+    epoch DOUBLE NOT NULL,
+    split VARCHAR NOT NULL,
+    loss DOUBLE NOT NULL,
+    learning_rate DOUBLE,
+    tokens BIGINT,
+    token_accuracy DOUBLE,
+    seconds DOUBLE NOT NULL,
+    prev_hash VARCHAR,
+    row_hash VARCHAR NOT NULL
+);
+CREATE VIEW v_train_curves AS
+SELECT t.run_id, t.step, t.epoch, t.split, t.loss, t.learning_rate, t.tokens, t.token_accuracy, t.seconds, t.created_at
+FROM train_steps t;
+CREATE VIEW v_models_made AS
+SELECT e.run_id, e.created_at, json_extract_string(e.payload_json, '$.name') AS name,
+       json_extract_string(e.payload_json, '$.role') AS role, json_extract_string(e.payload_json, '$.sha256') AS sha256,
+       json_extract_string(e.payload_json, '$.lineage.base_sha256') AS base_sha256,
+       json_extract_string(e.payload_json, '$.lineage.dataset_id') AS dataset_id, e.payload_json AS lineage_json
+FROM events e WHERE e.kind = 'model_registered';
+""",
+    ),
+    (
+        7,
+        "the server: one row per request (caller key, weights, prompt hash, tokens, latency, outcome)",
+        """
+CREATE TABLE requests (
+    run_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    request_id VARCHAR NOT NULL,
+    key_id VARCHAR NOT NULL,
+    endpoint VARCHAR NOT NULL,
+    requested_model VARCHAR NOT NULL,
+    model_name VARCHAR NOT NULL,
+    model_sha256 VARCHAR NOT NULL,
+    adapter_id VARCHAR,
+    adapter_sha256 VARCHAR,
+    groups_json JSON NOT NULL,
+    prompt_sha256 VARCHAR,
+    prompt_tokens BIGINT,
+    completion_tokens BIGINT,
+    latency_ms DOUBLE NOT NULL,
+    queued_ms DOUBLE NOT NULL,
+    stream BOOLEAN NOT NULL,
+    status BIGINT NOT NULL,
+    error VARCHAR,
+    answer_row_hash VARCHAR,
+    prev_hash VARCHAR,
+    row_hash VARCHAR NOT NULL
+);
+CREATE VIEW v_requests AS
+SELECT r.run_id, r.created_at, r.request_id, r.key_id, r.endpoint, r.requested_model, r.model_name,
+       left(r.model_sha256, 12) AS model_sha256_12, r.adapter_id, r.prompt_sha256, r.prompt_tokens,
+       r.completion_tokens, r.latency_ms, r.queued_ms, r.stream, r.status, r.error
+FROM requests r;
+""",
+    ),
 ]

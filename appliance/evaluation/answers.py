@@ -57,10 +57,11 @@ class Plan:
     strategy: str
     model: str | None
     groups: list[str]
+    adapter: str | None = None
 
     @classmethod
     def make(cls, questions_file: Path | None, conditions: str | list[str] | None, strategy: str, model: str | None,
-             groups: list[str] | None, limit: int | None) -> Plan:
+             groups: list[str] | None, limit: int | None, adapter: str | None = None) -> Plan:
         if questions_file is None:
             raise UsageError("give --questions FILE (or --resume RUN_ID)")
         if strategy not in STRATEGIES:
@@ -68,7 +69,7 @@ class Plan:
         conditions = parse_conditions(conditions)
         questions = load_questions(questions_file)[: limit or None]
         digest = hashlib.sha256(questions_file.read_bytes()).hexdigest()
-        return cls(questions_file, digest, questions, conditions, strategy, model, list(groups or []))
+        return cls(questions_file, digest, questions, conditions, strategy, model, list(groups or []), adapter)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def resume_point(ws: Workspace, run_prefix: str) -> ResumePoint:
     r = find_resumable(ws, run_prefix, "eval-answers", "eval_answers_start", RESUME_SECTIONS, "question_done")
     start = r.start
     plan = Plan.make(Path(start["questions_file"]), start["conditions"], start["strategy"], start["model"],
-                     start.get("groups"), start["n_questions"])
+                     start.get("groups"), start["n_questions"], start.get("adapter"))
     if plan.questions_sha256 != start["questions_sha256"]:
         raise UsageError(f"{plan.questions_file} changed since run {r.run_id} started; it cannot be resumed")
     outcomes = [AnswerOutcome(**o) for event in r.done for o in event["outcomes"]]
@@ -148,19 +149,20 @@ def evaluate_answers(ws: Workspace, questions_path: Path | None = None, conditio
                      strategy: str = "single", model: str | None = None, groups: list[str] | None = None,
                      limit: int | None = None, progress: Progress | None = None, command: str = "",
                      resume: str | None = None, generator: Generator | None = None,
-                     judge_generator: Generator | None = None) -> dict[str, Any]:
+                     judge_generator: Generator | None = None, adapter: str | None = None) -> dict[str, Any]:
     """Run the evaluation and return its summary (with run_id and every judged answer). With `resume` (a killed
     run's id), continue that run with its own questions, conditions, strategy and model, from the first question
-    it did not finish. `generator` / `judge_generator` replace the models named by `model` / eval.judge_model."""
+    it did not finish. `adapter`: an adapter trained here, loaded on `model` (default: its base); the judge is always
+    a plain model. `generator` / `judge_generator` replace the models named by `model` / eval.judge_model."""
     progress = progress or Progress()
     cfg = ws.config
     point = resume_point(ws, resume) if resume else None
-    plan = point.plan if point else Plan.make(questions_path, conditions, strategy, model, groups, limit)
-    gen = generator or load_generator(ws, plan.model)
+    plan = point.plan if point else Plan.make(questions_path, conditions, strategy, model, groups, limit, adapter)
+    gen = generator or load_generator(ws, plan.model, plan.adapter)
     if point is not None and gen.identity.model_sha256 != point.model_sha256:
         raise UsageError(f"model {gen.identity.model} is not the file run {point.run_id} started with")
-    judge_gen = judge_generator or (gen if ws.models.get(cfg.eval.judge_model).name == gen.identity.model
-                                    else load_generator(ws, cfg.eval.judge_model))
+    same = ws.models.get(cfg.eval.judge_model).name == gen.identity.model and gen.identity.adapter is None
+    judge_gen = judge_generator or (gen if same else load_generator(ws, cfg.eval.judge_model))
     judge = AnswerJudge(judge_gen, repeats=cfg.eval.judge_repeats, seed=cfg.llm.seed)
     answerer = Answerer.open(ws, gen, need_index=any(c != "closed-book" for c in plan.conditions))
     outcomes = list(point.done) if point else []

@@ -35,7 +35,8 @@ def cmd_eval_answers(args: argparse.Namespace) -> int:
     with cliutil.progress(args) as progress:
         summary = evaluate_answers(ws, Path(args.questions) if args.questions else None, conditions=args.conditions,
                                    strategy=args.strategy, model=args.model, groups=cliutil.caller_groups(args.groups, ws),
-                                   limit=args.limit, progress=progress, command=cliutil.command(), resume=args.resume)
+                                   limit=args.limit, progress=progress, command=cliutil.command(), resume=args.resume,
+                                   adapter=args.adapter)
     cliutil.emit(args, summary, lambda: _print_eval_summary(summary))
     return cliutil.EXIT_OK
 
@@ -116,6 +117,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--conditions", default=",".join(CONDITIONS), help=f"comma-separated: {','.join(CONDITIONS)}")
     p.add_argument("--strategy", default="single", choices=STRATEGIES)
     p.add_argument("--model", help="model name (models/manifest.toml or the workspace's; default models.generator)")
+    p.add_argument("--adapter", help="an adapter trained here, loaded on --model (default: the model it was trained on)")
     p.add_argument("--groups", help="access groups added to every question's own")
     p.add_argument("--limit", type=int, help="only the first N questions (a quick look)")
     p.set_defaults(func=cmd_eval_answers)

@@ -5,13 +5,27 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.config import LLMConfig
 from appliance.errors import UsageError
 from appliance.llm.base import Generation, Identity, SamplingParams
-from appliance.llm.prompts import PromptTemplate
+from appliance.llm.prompts import PLAIN_STOP, PromptTemplate, plain_prompt
 from appliance.models import ModelEntry
+
+
+@dataclass(frozen=True)
+class Lora:
+    """A GGUF LoRA file to load on top of the base: the adapter's name (as trained) and the file's sha256."""
+
+    name: str
+    path: Path
+    sha256: str
+
+    def identity(self) -> tuple[str, str]:
+        return self.name, self.sha256
 
 
 class LlamaCppGenerator:
@@ -20,17 +34,19 @@ class LlamaCppGenerator:
 
     backend = "llama.cpp"
 
-    def __init__(self, entry: ModelEntry, path: Path, cfg: LLMConfig) -> None:
+    def __init__(self, entry: ModelEntry, path: Path, cfg: LLMConfig, lora: Lora | None = None) -> None:
         import llama_cpp
 
         self.entry = entry
-        self.identity = Identity(entry.name, entry.sha256)
+        self.lora = lora
+        self.identity = Identity(entry.name, entry.sha256, *(lora.identity() if lora else (None, None)))
         self.cfg = cfg
         self.n_ctx = cfg.n_ctx
         self.llm = llama_cpp.Llama(
             model_path=str(path), n_ctx=cfg.n_ctx, n_batch=cfg.n_batch,
             n_threads=cfg.n_threads or os.cpu_count() or 1, seed=cfg.seed,
             n_gpu_layers=-1 if llama_cpp.llama_supports_gpu_offload() else 0, verbose=False,
+            lora_path=str(lora.path) if lora else None,
         )
         template = self.llm.metadata.get("tokenizer.chat_template") if entry.chat_template else None
         self._grammars: dict[str, object] = {}
@@ -38,6 +54,22 @@ class LlamaCppGenerator:
         self._eos = self._token_text(self.llm.token_eos())
         self._chat = (llama_cpp.llama_chat_format.Jinja2ChatFormatter(template, eos_token=self._eos, bos_token=self._bos)
                       if template else None)
+
+    def use_adapter(self, on: bool) -> None:
+        """Switch the loaded adapter on or off (A/B on one loaded model); the identity follows, the prompt cache
+        (computed with the other weights) is dropped."""
+        import ctypes
+
+        import llama_cpp
+
+        if self.lora is None:
+            raise UsageError("no adapter is loaded to switch")
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.llm._lora_adapter)
+        scales = (ctypes.c_float * 1)(1.0)
+        if llama_cpp.llama_set_adapters_lora(self.llm._ctx.ctx, adapters, 1 if on else 0, scales):
+            raise UsageError(f"llama.cpp could not switch adapter {self.lora.name} {'on' if on else 'off'}")
+        self.llm.reset()
+        self.identity = Identity(self.entry.name, self.entry.sha256, *(self.lora.identity() if on else (None, None)))
 
     def _token_text(self, token: int) -> str:
         return self.llm._model.token_get_text(token) if token != -1 else ""
@@ -53,11 +85,42 @@ class LlamaCppGenerator:
         contents one after another and stops at a blank line."""
         if self._chat is not None:
             return self._chat(messages=messages).prompt, tuple(s for s in [self._eos] if s)
-        return "\n\n".join(m["content"] for m in messages) + "\n", ("\n\n",)
+        return plain_prompt(messages), (PLAIN_STOP,)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` for this model (for budgets and estimates)."""
         return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def tokens(self, prompt: str) -> list[int]:
+        """The token ids generate() feeds the model for a rendered prompt (BOS added unless the text has it)."""
+        add_special = not (self._bos and prompt.startswith(self._bos))
+        return self.llm.tokenize(prompt.encode(), add_bos=add_special, special=True)
+
+    def stream(self, prompt: str, params: SamplingParams, stop: tuple[str, ...] = ()) -> Iterator[str | Generation]:
+        """Generate from an already-rendered prompt piece by piece: yields the text as it comes, then the whole
+        Generation (what generate() would have returned)."""
+        tokens = self._checked(prompt, params)
+        t0 = time.perf_counter()
+        parts, finish = [], ""
+        for chunk in self.llm.create_completion(tokens, max_tokens=params.max_tokens, temperature=params.temperature,
+                                                top_p=params.top_p, seed=params.seed, stop=list(stop) or None,
+                                                stream=True):
+            choice = chunk["choices"][0]
+            if choice["text"]:
+                parts.append(choice["text"])
+                yield choice["text"]
+            finish = choice.get("finish_reason") or finish
+        text = "".join(parts)
+        yield Generation(text=text.strip(), prompt=prompt, prompt_tokens=len(tokens),
+                         completion_tokens=self.count_tokens(text) if text else 0,
+                         latency_ms=(time.perf_counter() - t0) * 1000, finish_reason=finish)
+
+    def _checked(self, prompt: str, params: SamplingParams) -> list[int]:
+        tokens = self.tokens(prompt)
+        if len(tokens) + params.max_tokens > self.cfg.n_ctx:
+            raise UsageError(f"prompt of {len(tokens)} tokens + {params.max_tokens} to generate exceeds "
+                             f"n_ctx={self.cfg.n_ctx}; shorten it or raise llm.n_ctx")
+        return tokens
 
     def _grammar(self, schema: dict):
         import llama_cpp
@@ -71,11 +134,7 @@ class LlamaCppGenerator:
                  json_schema: dict | None = None) -> Generation:
         """Generate from an already-rendered prompt; with `json_schema` the output is constrained to it by a
         llama.cpp grammar. A prompt sharing a prefix with the previous one reuses its evaluated tokens."""
-        add_special = not (self._bos and prompt.startswith(self._bos))
-        tokens = self.llm.tokenize(prompt.encode(), add_bos=add_special, special=True)
-        if len(tokens) + params.max_tokens > self.cfg.n_ctx:
-            raise UsageError(f"prompt of {len(tokens)} tokens + {params.max_tokens} to generate exceeds "
-                             f"n_ctx={self.cfg.n_ctx}; shorten it or raise llm.n_ctx")
+        tokens = self._checked(prompt, params)
         t0 = time.perf_counter()
         out = self.llm.create_completion(
             tokens, max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,

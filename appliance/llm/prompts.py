@@ -22,6 +22,15 @@ class PromptTemplate:
         return self.plain.format(**fields)
 
 
+PLAIN_STOP = "\n\n"
+
+
+def plain_prompt(messages: list[dict[str, str]]) -> str:
+    """Chat messages as a model without a chat template (a base model) is given them: their contents one after
+    another; it is stopped at the blank line PLAIN_STOP."""
+    return "\n\n".join(m["content"] for m in messages) + "\n"
+
+
 CLOSED_BOOK = PromptTemplate(
     id="closed-book/v1",
     system=("You are a careful assistant. Answer the question briefly and directly. "
