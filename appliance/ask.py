@@ -33,11 +33,12 @@ class AskResult:
 
 
 def ask(ws: Workspace, question: str, rag: bool = True, strategy: str = "single", model: str | None = None,
-        groups: list[str] | None = None, command: str = "", generator: Generator | None = None) -> AskResult:
+        groups: list[str] | None = None, command: str = "", generator: Generator | None = None,
+        adapter: str | None = None) -> AskResult:
     """Answer from the retrieved passages (rag) or the model's own knowledge, and record run + answer rows."""
     if not question.strip():
         raise UsageError("the question is empty")
-    gen = generator or load_generator(ws, model)
+    gen = generator or load_generator(ws, model, adapter)
     answerer = Answerer.open(ws, gen, need_index=rag, empty_hint=", or ask with --no-rag")
     with ws.run("ask", command) as run:
         ans = answerer.answer(question, "rag" if rag else "closed-book", strategy, groups, run=run)

@@ -47,13 +47,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     ws = cliutil.workspace(args)
     result = ask(ws, args.question, rag=not args.no_rag, strategy=args.strategy, model=args.model,
-                 groups=cliutil.caller_groups(args.groups, ws), command=cliutil.command())
+                 groups=cliutil.caller_groups(args.groups, ws), command=cliutil.command(), adapter=args.adapter)
 
     def human() -> None:
         print(result.answer + "\n")
         for s in result.sources:
             print(f"  [{s['rank']}] {s['file']}" + (f" p.{s['page']}" if s["page"] else "") + f"  {s['section'][:60]}")
-        print(f"— {result.model} (sha256 {result.model_sha256[:12]}…), {result.condition}, {result.strategy}, "
+        adapter = f" + {result.adapter} (sha256 {result.adapter_sha256[:12]}…)" if result.adapter else ""
+        print(f"— {result.model} (sha256 {result.model_sha256[:12]}…){adapter}, {result.condition}, {result.strategy}, "
               f"{result.prompt_tokens}+{result.completion_tokens} tokens, {result.latency_ms / 1000:.1f} s, "
               f"run {result.run_id}")
 
@@ -88,6 +89,7 @@ def _register_core(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     p.add_argument("--no-rag", action="store_true", help="closed-book: the model's own knowledge, no documents")
     p.add_argument("--strategy", default="single", choices=STRATEGIES)
     p.add_argument("--model", help="model name (models/manifest.toml or the workspace's; default models.generator)")
+    p.add_argument("--adapter", help="an adapter trained here, loaded on the model (default: its base)")
     p.add_argument("--groups", help="the caller's access groups (comma-separated)")
     p.set_defaults(func=cmd_ask)
 

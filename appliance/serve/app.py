@@ -23,6 +23,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from sse_starlette.sse import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+
 from appliance.answering import Answerer
 from appliance.errors import UsageError
 from appliance.llm.base import Generation, SamplingParams
@@ -78,10 +83,6 @@ def _stops(body: dict[str, Any], own: tuple[str, ...]) -> tuple[str, ...]:
 
 def create_app(svc: Service):
     """The FastAPI application over a Service."""
-    from fastapi import FastAPI, Header, Request
-    from fastapi.responses import JSONResponse
-    from sse_starlette.sse import EventSourceResponse
-
     app = FastAPI(title="appliance", description=__doc__)
 
     def error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
@@ -155,8 +156,6 @@ def create_app(svc: Service):
         body = await _json(request)
         if isinstance(body, JSONResponse):
             return body
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(handle, body, authorization, "chat")
 
     @app.post("/v1/completions")
@@ -164,8 +163,6 @@ def create_app(svc: Service):
         body = await _json(request)
         if isinstance(body, JSONResponse):
             return body
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(handle, body, authorization, "completion")
 
     async def _json(request: Request) -> Any:
@@ -251,8 +248,6 @@ def _rag(svc: Service, messages: list[dict[str, str]], params: SamplingParams, b
          stream: bool) -> Any:
     """The last user message answered from the caller's documents (the answering path ask and eval use), with its
     sources; a streamed request gets the answer as one piece."""
-    from fastapi.responses import JSONResponse
-
     question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "").strip()
     if not question:
         return JSONResponse({"error": {"message": "no user message to answer", "type": "invalid_request_error"}},
@@ -271,8 +266,6 @@ def _rag(svc: Service, messages: list[dict[str, str]], params: SamplingParams, b
     body = _body("chat", base["request_id"], RAG_MODEL, ans.text, "stop", g, sources=sources)
     if not stream:
         return body
-    from sse_starlette.sse import EventSourceResponse
-
     def events() -> Iterator[str]:
         yield _chunk("chat", base["request_id"], RAG_MODEL, ans.text, None)
         yield json.dumps({**json.loads(_chunk("chat", base["request_id"], RAG_MODEL, None, "stop")),
