@@ -125,6 +125,26 @@ def test_train_export_and_serve_an_adapter_with_llama_cpp(ws, capsys) -> None:
     with pytest.raises(UsageError, match="trained on"):
         load_generator(open_workspace(ws), model="smollm2-135m-instruct", adapter=s["adapter"])
 
+    evals = []
+    for extra in ([], ["--adapter", s["adapter"]]):
+        code, e, err = run_cli(capsys, ws, "eval", "answers", "--questions", str(REPO_ROOT / "samples" / "questions.jsonl"),
+                               "--limit", "3", "--conditions", "closed-book,rag", "--model", PLUMBING, *extra, "--json",
+                               overrides=["llm.max_tokens=6", f"eval.judge_model={PLUMBING}", "llm.n_ctx=2048"])
+        assert code == 0, err
+        evals.append(e)
+    assert evals[1]["adapter"] == s["adapter"] and evals[1]["adapter_sha256"] == gen.identity.adapter_sha256
+    code, cmp, err = run_cli(capsys, ws, "compare", evals[0]["run_id"], evals[1]["run_id"], "--json", overrides=[])
+    assert code == 0, err
+    assert cmp["adapter_a"] == [] and cmp["adapter_b"] == [s["adapter"]] and cmp["evidence_seen_from"] == dataset_id(ws)
+    for t in cmp["conditions"].values():
+        assert sum(x["n"] for x in t["evidence_split"].values()) == t["n"]
+        assert t["regressions"] == [f["question_id"] for f in t["flips"] if f["a"] == "correct"]
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    adapters = con.execute("SELECT DISTINCT adapter_id, adapter_sha256 FROM answers WHERE run_id = ?",
+                           [evals[1]["run_id"]]).fetchall()
+    con.close()
+    assert adapters == [(s["adapter"], gen.identity.adapter_sha256)]
+
     code, out, err = run_cli(capsys, ws, "audit", "verify", overrides=[])
     assert code == 0, out + err
 

@@ -75,6 +75,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
             for f in t["flips"]:
                 print(f"    {f['question_id']:<6} {f['kind']:<12} A {f['a']:<10} B {f['b']:<10} "
                       f"({f['a_failure']} -> {f['b_failure']})")
+            if t["regressions"]:
+                print(f"    regressions (right in A, wrong in B): {', '.join(t['regressions'])}")
+            if t["evidence_split"]:
+                print("    " + "; ".join(f"evidence {part} in training n={x['n']}: A {x['accuracy_a']} B {x['accuracy_b']}"
+                                         for part, x in t["evidence_split"].items()))
+        if result["adapter_a"] or result["adapter_b"]:
+            print(f"adapters: A {', '.join(result['adapter_a']) or 'none'}; B {', '.join(result['adapter_b']) or 'none'}"
+                  + (f" (seen/unseen from dataset {result['evidence_seen_from']})" if result["evidence_seen_from"] else ""))
         print(f"run {result['run_id']}; reports: {', '.join(result['reports'])}")
 
     cliutil.emit(args, result, human)

@@ -17,10 +17,38 @@ EVAL_KINDS = ("eval-answers", "eval-rejudge")   # the runs that hold judged answ
 
 def _judged(store: AuditStore, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
     rows = records(store.con, """SELECT j.question_id, j.condition, j.strategy, j.verdict, j.failure_kind, j.kind,
-                                        a.model_name, a.output
+                                        a.model_name, a.adapter_id, a.output
                                  FROM judgements j JOIN answers a ON a.row_hash = j.answer_row_hash
                                  WHERE j.run_id = ?""", [run_id])
     return {(r["question_id"], r["condition"]): r for r in rows}
+
+
+def evidence_seen(ws: Workspace, adapters: list[str]) -> tuple[set[str], str | None]:
+    """Golden question ids whose gold evidence was among the training sources of the adapter's dataset (its card),
+    and the dataset's id; nothing when no adapter was involved or its dataset is gone."""
+    import json
+
+    if not adapters:
+        return set(), None
+    try:
+        dataset = ws.models.get(adapters[0]).lineage.get("dataset_id")
+    except UsageError:
+        return set(), None
+    card = ws.root / "datasets" / str(dataset) / "card.json"
+    if not dataset or not card.is_file():
+        return set(), None
+    return set(json.loads(card.read_text())["golden_overlap"]["evidence_seen_in_training"]), dataset
+
+
+def _split(keys: list[tuple[str, str]], va: list[bool], vb: list[bool], seen: set[str]) -> dict[str, Any]:
+    """Accuracy of A and B on the questions whose evidence was seen in training and on the others."""
+    out = {}
+    for part, pick in (("seen", True), ("unseen", False)):
+        idx = [i for i, k in enumerate(keys) if (k[0] in seen) == pick]
+        n = len(idx)
+        out[part] = {"n": n, "accuracy_a": round(sum(va[i] for i in idx) / n, 4) if n else None,
+                     "accuracy_b": round(sum(vb[i] for i in idx) / n, 4) if n else None}
+    return out
 
 
 def compare_runs(ws: Workspace, run_a: str, run_b: str, condition: str | None = None,
@@ -39,7 +67,12 @@ def compare_runs(ws: Workspace, run_a: str, run_b: str, condition: str | None = 
                               "strategy_a": sorted({r["strategy"] for r in a.values()}),
                               "strategy_b": sorted({r["strategy"] for r in b.values()}),
                               "model_a": sorted({r["model_name"] for r in a.values()}),
-                              "model_b": sorted({r["model_name"] for r in b.values()}), "conditions": {}}
+                              "model_b": sorted({r["model_name"] for r in b.values()}),
+                              "adapter_a": sorted({r["adapter_id"] for r in a.values() if r["adapter_id"]}),
+                              "adapter_b": sorted({r["adapter_id"] for r in b.values() if r["adapter_id"]}),
+                              "conditions": {}}
+    seen, dataset = evidence_seen(ws, result["adapter_b"] or result["adapter_a"])
+    result["evidence_seen_from"] = dataset
     with ws.run("compare", command) as run:
         for cond in conditions:
             keys = sorted(k for k in a if k[1] == cond and k in b)
@@ -54,7 +87,10 @@ def compare_runs(ws: Workspace, run_a: str, run_b: str, condition: str | None = 
                        accuracy_a=test.accuracy_a, accuracy_b=test.accuracy_b, a_only=test.a_only,
                        b_only=test.b_only, p_value=test.p_value, ci_low=test.ci_low, ci_high=test.ci_high,
                        verdict=test.verdict, flips_json=flips)
-            result["conditions"][cond] = test.__dict__ | {"flips": flips, "unmatched_questions": unmatched}
+            result["conditions"][cond] = test.__dict__ | {
+                "flips": flips, "unmatched_questions": unmatched,
+                "regressions": [f["question_id"] for f in flips if f["a"] == "correct"],
+                "evidence_split": _split(keys, va, vb, seen) if dataset else None}
         result["run_id"] = run.run_id
         result["alpha"] = cfg.alpha
         record_reports(run, comparison_report(ws, result), result)

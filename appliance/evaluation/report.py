@@ -140,12 +140,18 @@ def comparison_report(ws, result: dict[str, Any]) -> list[tuple[Path, str]]:
              f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]", t["verdict"]] for c, t in result["conditions"].items()]
     flip_rows = [[c, f["question_id"], f["kind"], f"{f['a']} ({f['a_failure']})", f"{f['b']} ({f['b_failure']})"]
                  for c, t in result["conditions"].items() for f in t["flips"]]
-    meta = (f"A: strategy {', '.join(result['strategy_a'])}, model {', '.join(result['model_a'])}; "
-            f"B: strategy {', '.join(result['strategy_b'])}, model {', '.join(result['model_b'])}. "
+    meta = (f"A: strategy {', '.join(result['strategy_a'])}, model {', '.join(result['model_a'])}"
+            f"{' + ' + ', '.join(result.get('adapter_a', [])) if result.get('adapter_a') else ''}; "
+            f"B: strategy {', '.join(result['strategy_b'])}, model {', '.join(result['model_b'])}"
+            f"{' + ' + ', '.join(result.get('adapter_b', [])) if result.get('adapter_b') else ''}. "
             f"A difference is claimed only when McNemar's exact p < {result['alpha']} and the bootstrap interval "
             f"excludes 0; otherwise the verdict is 'insufficient evidence'.")
+    split_rows = [[c, part, x["n"], x["accuracy_a"], x["accuracy_b"]] for c, t in result["conditions"].items()
+                  if t.get("evidence_split") for part, x in t["evidence_split"].items()]
+    split_head = ["condition", "gold evidence in training", "n", "accuracy A", "accuracy B"]
     md = "\n\n".join([f"# {title}", meta, _table_md(head, rows), "## Flips",
-                      _table_md(["condition", "id", "kind", "A", "B"], flip_rows) if flip_rows else "none"]) + "\n"
+                      _table_md(["condition", "id", "kind", "A", "B"], flip_rows) if flip_rows else "none"]
+                     + (["## Seen and unseen evidence", _table_md(split_head, split_rows)] if split_rows else [])) + "\n"
     bars = []
     for c, t in result["conditions"].items():
         bars.append(_bars(f"{c}: accuracy", [("A " + result["run_a"][:8], t["accuracy_a"]),
@@ -154,5 +160,6 @@ def comparison_report(ws, result: dict[str, Any]) -> list[tuple[Path, str]]:
                           maximum=max(1, t["a_only"], t["b_only"]), fmt="{:.0f}"))
     body = (f"<h1>{html.escape(title)}</h1><p>{html.escape(meta)}</p>" + "".join(bars) + _table_html(head, rows)
             + "<h2>Flips</h2>" + (_table_html(["condition", "id", "kind", "A", "B"], flip_rows) if flip_rows
-                                  else "<p>none</p>"))
+                                  else "<p>none</p>")
+            + (f"<h2>Seen and unseen evidence</h2>{_table_html(split_head, split_rows)}" if split_rows else ""))
     return _write(ws, f"compare-{result['run_a'][:8]}-{result['run_b'][:8]}", md, _page(title, body))
