@@ -102,7 +102,7 @@ def test_train_export_and_serve_an_adapter_with_llama_cpp(ws, capsys) -> None:
 
     code, ex, err = run_cli(capsys, ws, "export", "gguf", "--adapter", s["adapter"], "--merge", "--quant", "Q8_0",
                             "--check-prompts", "2", "--json")
-    assert code in (0, 1), err
+    assert code in (0, 1) and (code == 0) == all(c["passed"] for c in ex["checks"]), err
     assert ex["registered"] == [f"{s['adapter']}-gguf", f"{s['adapter']}-merged-q8_0"]
     assert {c["form"] for c in ex["checks"]} == {"base", "adapter", "merged"}
     assert all(0 <= c["agreement"] <= 1 and c["tokens"] > 0 for c in ex["checks"])
@@ -227,3 +227,21 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(ws, capsy
     con.close()
     assert [x for (x,) in steps] == list(range(1, 41))
     assert main(["--workspace", str(ws), "audit", "verify"]) == 0
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs CUDA (the Unsloth QLoRA recipe)")
+def test_unsloth_qlora_trains_an_adapter_the_cpu_path_can_export(ws, capsys) -> None:
+    """auto picks the GPU recipe where CUDA is present; its adapter exports and loads like the CPU one."""
+    code, s, err = run_cli(capsys, ws, "train", "--dataset", dataset_id(ws), "--model", "smollm2-135m-instruct",
+                           "--json")
+    assert code == 0, err
+    assert s["backend"] == "gpu" and s["steps"] == 2
+    code, ex, err = run_cli(capsys, ws, "export", "gguf", "--adapter", s["adapter"], "--check-prompts", "2", "--json")
+    assert code in (0, 1) and ex["registered"] == [f"{s['adapter']}-gguf"], err
