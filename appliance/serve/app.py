@@ -151,26 +151,23 @@ def create_app(svc: Service):
         return _body(endpoint, rid, svc.model_id if requested != svc.gen.identity.model else requested, g.text,
                      g.finish_reason, g)
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request, authorization: str | None = Header(default=None)) -> Any:
-        body = await _json(request)
-        if isinstance(body, JSONResponse):
-            return body
-        return await run_in_threadpool(handle, body, authorization, "chat")
-
-    @app.post("/v1/completions")
-    async def completions(request: Request, authorization: str | None = Header(default=None)) -> Any:
-        body = await _json(request)
-        if isinstance(body, JSONResponse):
-            return body
-        return await run_in_threadpool(handle, body, authorization, "completion")
-
-    async def _json(request: Request) -> Any:
+    async def dispatch(request: Request, authorization: str | None, endpoint: str) -> Any:
+        """The JSON body checked here, the work done in a worker thread (it waits for the model)."""
         try:
             body = await request.json()
         except ValueError:
             return error(400, "the request body is not JSON")
-        return body if isinstance(body, dict) else error(400, "the request body must be a JSON object")
+        if not isinstance(body, dict):
+            return error(400, "the request body must be a JSON object")
+        return await run_in_threadpool(handle, body, authorization, endpoint)
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request, authorization: str | None = Header(default=None)) -> Any:
+        return await dispatch(request, authorization, "chat")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request, authorization: str | None = Header(default=None)) -> Any:
+        return await dispatch(request, authorization, "completion")
 
     return app
 
