@@ -62,6 +62,14 @@ def test_deterministic_checks_settle_what_they_can(gold, aliases, answer, verdic
     assert v is not None and (v.verdict, v.method) == (verdict, method)
 
 
+def test_an_answer_that_only_restates_the_question_is_incorrect() -> None:
+    echo = Question(id="t1", question="Which agency books flights for business trips?", answer="Arctic Travel Partner AS, through its online booking portal or its phone service",
+                    aliases=(), source_files=(), evidence=("e",), kind="fact")   # a long answer: no overlap rule
+    v = deterministic(echo, "The agency that books flights for business trips.")
+    assert v is not None and (v.verdict, v.method) == ("incorrect", "echo")
+    assert deterministic(echo, "The agency Nordreise books flights.") is None   # says something new: the judge decides
+
+
 def test_what_checks_cannot_settle_goes_to_the_judge() -> None:
     assert deterministic(q("Steady green, after flashing for 30 s"), "It shows a green light once started.") is None
 
@@ -89,7 +97,7 @@ def test_unparseable_judge_output_is_a_verdict_not_a_gap() -> None:
     ("rag", True, "incorrect", True, True, True, "wrong_refusal"),
     ("rag", True, "incorrect", False, True, True, "context_misuse"),
     ("rag", True, "incorrect", False, True, False, "model_limit"),
-    ("rag", True, "incorrect", False, True, None, "context_misuse"),
+    ("rag", True, "incorrect", False, True, None, "unattributed"),   # no oracle run: not guessed
     ("oracle", True, "incorrect", False, True, None, "model_limit"),
     ("closed-book", True, "incorrect", False, None, None, "model_limit"),
     ("rag", True, "unparseable", False, True, True, "unjudged"),

@@ -6,8 +6,10 @@
 - `retrieval_miss`: wrong (or refused) under rag, and the gold evidence was not in the retrieved passages
 - `model_limit`: wrong even with the gold evidence in context (oracle wrong; for rag: the oracle answer was wrong
   too), or wrong closed-book (nothing given; the model did not know)
-- `context_misuse`: wrong under rag with the evidence in the passages, while the oracle answer was right (or
-  there was no oracle run): distracted by the other passages
+- `context_misuse`: wrong under rag with the evidence in the passages, while the oracle answer was right:
+  distracted by the other passages
+- `unattributed`: wrong under rag with the evidence in the passages and no oracle run to tell context_misuse from
+  model_limit (not guessed: run the oracle condition too)
 - `unjudged`: the judge's output did not parse
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from appliance.evaluation.judge import Verdict
 
 FAILURE_KINDS = ("correct", "hallucinated_answer", "wrong_refusal", "retrieval_miss", "model_limit",
-                 "context_misuse", "unjudged")
+                 "context_misuse", "unattributed", "unjudged")
 
 
 def failure_kind(condition: str, answerable: bool, verdict: Verdict, evidence_in_context: bool | None,
@@ -32,5 +34,7 @@ def failure_kind(condition: str, answerable: bool, verdict: Verdict, evidence_in
     if verdict.refused:
         return "wrong_refusal"
     if condition == "rag":
-        return "model_limit" if oracle_correct is False else "context_misuse"
+        if oracle_correct is None:
+            return "unattributed"
+        return "model_limit" if not oracle_correct else "context_misuse"
     return "model_limit"

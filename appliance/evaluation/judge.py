@@ -45,7 +45,7 @@ class Verdict:
     """A judgement of one answer."""
 
     verdict: str                    # correct | incorrect | unparseable
-    method: str                     # refusal | exact | alias | number | contains | overlap | judge
+    method: str                     # refusal | exact | alias | number | contains | overlap | echo | judge
     reason: str
     refused: bool
     judge_model: str | None = None
@@ -71,7 +71,9 @@ def deterministic(q: Question, answer: str) -> Verdict | None:
     correct: exact or alias match; every number of a short gold answer stated; a short gold answer (or alias)
     contained as a phrase; every content word of the gold answer or of an alias present.
     incorrect: refusals of answerable questions; a gold answer with numbers where the answer states other numbers
-    and none of the gold's; a short gold answer sharing no content word or number with the answer.
+    and none of the gold's; a short gold answer sharing no content word or number with the answer; an answer that
+    only restates the question (a small judge passes an echo of the question as correct: measured on held-out
+    material, 2 of 13 judge-settled answers).
     """
     refused = is_refusal(answer)
     if not q.answerable:
@@ -103,6 +105,8 @@ def deterministic(q: Question, answer: str) -> Verdict | None:
     if len(stems(q.answer)) <= 6 and not any(stems(g) & got_words or numbers(g) & got_numbers for g in golds):
         return Verdict("incorrect", "overlap", "shares no content word or number with the gold answer or aliases",
                        False)
+    if got_words <= stems(q.question) and got_numbers <= numbers(q.question):
+        return Verdict("incorrect", "echo", "only restates the question: no word or number the question lacks", False)
     return None
 
 

@@ -11,7 +11,8 @@ from appliance.audit import AuditStore
 from appliance.evaluation.attribution import FAILURE_KINDS
 
 _COLOURS = {"correct": "#2e7d32", "retrieval_miss": "#ef6c00", "context_misuse": "#f9a825", "model_limit": "#c62828",
-            "wrong_refusal": "#6a1b9a", "hallucinated_answer": "#ad1457", "unjudged": "#757575"}
+            "wrong_refusal": "#6a1b9a", "hallucinated_answer": "#ad1457", "unattributed": "#90a4ae",
+            "unjudged": "#757575"}
 
 
 def _bars(title: str, items: list[tuple[str, float]], maximum: float = 1.0, fmt: str = "{:.0%}") -> str:
