@@ -102,13 +102,14 @@ def _registrars() -> list[cliutil.Register]:
     from appliance.evaluation import commands as evaluation
     from appliance.export import commands as export
     from appliance.ingest import commands as ingest
+    from appliance.ladder import commands as ladder
     from appliance.retrieval import commands as retrieval
     from appliance.sdg import commands as sdg
     from appliance.serve import commands as serve
     from appliance.training import commands as training
 
     return [_register_core, ingest.register, retrieval.register, evaluation.register, sdg.register,
-            training.register, export.register, serve.register, audit.register]
+            training.register, export.register, serve.register, ladder.register, audit.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from appliance.choices import SDG_KINDS, Chunker, ContextOrder, Precision, RetrievalMode, Rerank, SDGKind, TrainBackend
+from appliance.choices import (SDG_KINDS, Chunker, ContextOrder, Precision, RetrievalMode, Rerank, SDGKind, Strategy,
+                               TrainBackend)
 from appliance.errors import ConfigError
 from appliance.models import DEFAULT_MODELS_DIR
 
@@ -150,6 +151,27 @@ class TrainConfig:
 
 
 @dataclass
+class LadderConfig:
+    """`appliance ladder` and the decision record: the rules' thresholds (docs/LADDER.md) and the ROI worksheet's
+    inputs, which only the user knows (volume, labour and hardware prices).
+
+        appliance ladder --set ladder.questions_per_month=20000 --set ladder.hardware_cost_per_hour=1.2
+    """
+
+    strategies: list[Strategy] = field(default_factory=lambda: ["best-of-n", "self-consistency"])   # tried on failures
+    recall_min: float = 0.8                 # gold-evidence recall@k below this: fix retrieval first (the seeds' rule)
+    target_accuracy: float = 0.9            # rag accuracy (answerable) and abstention at or above this: ship RAG as is
+    scaling_recovered_min: float = 0.5      # share of the failing questions a strategy must get right to be chosen
+    reviewed_pairs_min: int = 200           # reviewed pairs before fine-tuning may be recommended (the seeds' rule)
+    min_questions: int = 10                 # fewer golden questions than this: insufficient evidence
+    max_regressions: int = 0                # questions right before and wrong after adaptation that are tolerated
+    questions_per_month: int = 10000        # ROI: answers the deployment serves a month
+    hardware_cost_per_hour: float = 1.0     # ROI: cost of an hour of the machine that answers and trains
+    labour_cost_per_hour: float = 60.0      # ROI: cost of an hour of a reviewer's time
+    review_seconds_per_pair: float = 30.0   # ROI: a reviewer's time per synthetic pair
+
+
+@dataclass
 class AccessConfig:
     """Who may see which access groups (appliance/access.py): only a root-owned mapping file grants groups to users
     other than root; naming it here cannot make a file count that root does not own."""
@@ -168,6 +190,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     sdg: SDGConfig = field(default_factory=SDGConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    ladder: LadderConfig = field(default_factory=LadderConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
 
     def __post_init__(self) -> None:
@@ -195,6 +218,13 @@ class Config:
                               "evals_per_epoch must be at least 1, learning_rate above 0, the rest not negative")
         if not 0 <= t.lora_dropout < 1 or not 0 <= t.warmup_ratio < 1:
             raise ConfigError("train.lora_dropout and train.warmup_ratio are shares between 0 and 1")
+        lad = self.ladder
+        if not (0 < lad.recall_min <= 1 and 0 < lad.target_accuracy <= 1 and 0 < lad.scaling_recovered_min <= 1):
+            raise ConfigError("ladder.recall_min, ladder.target_accuracy and ladder.scaling_recovered_min are shares "
+                              "above 0 and at most 1")
+        if min(lad.reviewed_pairs_min, lad.min_questions, lad.max_regressions, lad.questions_per_month) < 0 or min(
+                lad.hardware_cost_per_hour, lad.labour_cost_per_hour, lad.review_seconds_per_pair) < 0:
+            raise ConfigError("ladder: counts and costs must not be negative")
         if not 0 <= self.ingest.window_overlap < self.ingest.window_tokens:
             raise ConfigError("ingest.window_overlap must be >= 0 and smaller than ingest.window_tokens")
 

@@ -15,7 +15,7 @@ _COLOURS = {"correct": "#2e7d32", "retrieval_miss": "#ef6c00", "context_misuse":
             "unjudged": "#757575"}
 
 
-def _bars(title: str, items: list[tuple[str, float]], maximum: float = 1.0, fmt: str = "{:.0%}") -> str:
+def bars(title: str, items: list[tuple[str, float]], maximum: float = 1.0, fmt: str = "{:.0%}") -> str:
     """A horizontal bar chart as inline SVG."""
     height = 24 * len(items) + 30
     rows = [f'<text x="0" y="16" font-weight="bold">{html.escape(title)}</text>']
@@ -28,7 +28,7 @@ def _bars(title: str, items: list[tuple[str, float]], maximum: float = 1.0, fmt:
     return f'<svg xmlns="http://www.w3.org/2000/svg" width="620" height="{height}" font-size="13">{"".join(rows)}</svg>'
 
 
-def _stacked(title: str, rows: list[tuple[str, dict[str, int]]]) -> str:
+def stacked(title: str, rows: list[tuple[str, dict[str, int]]]) -> str:
     """Failure breakdown per condition as stacked bars (one colour per failure kind) with a legend."""
     height = 24 * len(rows) + 60
     out = [f'<text x="0" y="16" font-weight="bold">{html.escape(title)}</text>']
@@ -48,19 +48,19 @@ def _stacked(title: str, rows: list[tuple[str, dict[str, int]]]) -> str:
     return f'<svg xmlns="http://www.w3.org/2000/svg" width="720" height="{height}" font-size="13">{"".join(out)}</svg>'
 
 
-def _page(title: str, body: str) -> str:
+def html_page(title: str, body: str) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
             "body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}"
             ".ok{color:#2e7d32}.bad{color:#c62828}</style></head><body>" + body + "</body></html>")
 
 
-def _table_html(head: list[str], rows: list[list[Any]]) -> str:
+def table_html(head: list[str], rows: list[list[Any]]) -> str:
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
     return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + cells + "</table>"
 
 
-def _table_md(head: list[str], rows: list[list[Any]]) -> str:
+def table_md(head: list[str], rows: list[list[Any]]) -> str:
     esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
                      + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
@@ -74,7 +74,7 @@ def record_reports(run: Any, written: list[tuple[Path, str]], result: dict[str, 
         result.setdefault("reports", []).append(str(path))
 
 
-def _write(ws, name: str, md: str, page: str) -> list[tuple[Path, str]]:
+def write_pair(ws, name: str, md: str, page: str) -> list[tuple[Path, str]]:
     """Write NAME.md and NAME.html, each ending with the audit store's head and checkpoint at this moment."""
     with AuditStore(ws.audit_path) as store:
         provenance = store.provenance()
@@ -115,21 +115,21 @@ def run_report(ws, summary: dict[str, Any]) -> list[tuple[Path, str]]:
     if summary.get("rejudged"):
         meta += (f". A re-judgement of run {summary['rejudged']}: its answers (tokens and times are theirs) judged "
                  f"again here")
-    md = "\n\n".join([f"# {title}", meta, "## Accuracy by condition", _table_md(head, rows),
-                      "## Accuracy by question kind", _table_md(["kind", *conds], kind_rows),
-                      "## Failures", _table_md(["condition", *FAILURE_KINDS[1:]], fail_rows),
-                      "## Per question", _table_md(["id", "kind", *conds], q_rows)]) + "\n"
+    md = "\n\n".join([f"# {title}", meta, "## Accuracy by condition", table_md(head, rows),
+                      "## Accuracy by question kind", table_md(["kind", *conds], kind_rows),
+                      "## Failures", table_md(["condition", *FAILURE_KINDS[1:]], fail_rows),
+                      "## Per question", table_md(["id", "kind", *conds], q_rows)]) + "\n"
     body = "".join([
         f"<h1>{html.escape(title)}</h1><p>{html.escape(meta)}</p>",
-        _bars("Accuracy by condition", [(c, s["accuracy"] or 0.0) for c, s in conds.items()]),
-        _table_html(head, rows), "<h2>Accuracy by question kind</h2>",
-        "".join(_bars(c, [(k, conds[c]["by_kind"][k]["accuracy"] or 0.0) for k in kinds if k in conds[c]["by_kind"]])
+        bars("Accuracy by condition", [(c, s["accuracy"] or 0.0) for c, s in conds.items()]),
+        table_html(head, rows), "<h2>Accuracy by question kind</h2>",
+        "".join(bars(c, [(k, conds[c]["by_kind"][k]["accuracy"] or 0.0) for k in kinds if k in conds[c]["by_kind"]])
                 for c in conds),
         "<h2>Failures</h2>",
-        _stacked("Outcome by condition", [(c, {"correct": s["correct"], **s["failures"]}) for c, s in conds.items()]),
-        _table_html(["condition", *FAILURE_KINDS[1:]], fail_rows),
-        "<h2>Per question</h2>", _table_html(["id", "kind", *conds], q_rows)])
-    return _write(ws, f"eval-{summary['run_id']}", md, _page(title, body))
+        stacked("Outcome by condition", [(c, {"correct": s["correct"], **s["failures"]}) for c, s in conds.items()]),
+        table_html(["condition", *FAILURE_KINDS[1:]], fail_rows),
+        "<h2>Per question</h2>", table_html(["id", "kind", *conds], q_rows)])
+    return write_pair(ws, f"eval-{summary['run_id']}", md, html_page(title, body))
 
 
 def comparison_report(ws, result: dict[str, Any]) -> list[tuple[Path, str]]:
@@ -150,17 +150,17 @@ def comparison_report(ws, result: dict[str, Any]) -> list[tuple[Path, str]]:
     split_rows = [[c, part, x["n"], x["accuracy_a"], x["accuracy_b"]] for c, t in result["conditions"].items()
                   if t.get("evidence_split") for part, x in t["evidence_split"].items()]
     split_head = ["condition", "gold evidence in training", "n", "accuracy A", "accuracy B"]
-    md = "\n\n".join([f"# {title}", meta, _table_md(head, rows), "## Flips",
-                      _table_md(["condition", "id", "kind", "A", "B"], flip_rows) if flip_rows else "none"]
-                     + (["## Seen and unseen evidence", _table_md(split_head, split_rows)] if split_rows else [])) + "\n"
+    md = "\n\n".join([f"# {title}", meta, table_md(head, rows), "## Flips",
+                      table_md(["condition", "id", "kind", "A", "B"], flip_rows) if flip_rows else "none"]
+                     + (["## Seen and unseen evidence", table_md(split_head, split_rows)] if split_rows else [])) + "\n"
     bars = []
     for c, t in result["conditions"].items():
-        bars.append(_bars(f"{c}: accuracy", [("A " + result["run_a"][:8], t["accuracy_a"]),
+        bars.append(bars(f"{c}: accuracy", [("A " + result["run_a"][:8], t["accuracy_a"]),
                                              ("B " + result["run_b"][:8], t["accuracy_b"])]))
-        bars.append(_bars(f"{c}: flips", [("right in A only", t["a_only"]), ("right in B only", t["b_only"])],
+        bars.append(bars(f"{c}: flips", [("right in A only", t["a_only"]), ("right in B only", t["b_only"])],
                           maximum=max(1, t["a_only"], t["b_only"]), fmt="{:.0f}"))
-    body = (f"<h1>{html.escape(title)}</h1><p>{html.escape(meta)}</p>" + "".join(bars) + _table_html(head, rows)
-            + "<h2>Flips</h2>" + (_table_html(["condition", "id", "kind", "A", "B"], flip_rows) if flip_rows
+    body = (f"<h1>{html.escape(title)}</h1><p>{html.escape(meta)}</p>" + "".join(bars) + table_html(head, rows)
+            + "<h2>Flips</h2>" + (table_html(["condition", "id", "kind", "A", "B"], flip_rows) if flip_rows
                                   else "<p>none</p>")
-            + (f"<h2>Seen and unseen evidence</h2>{_table_html(split_head, split_rows)}" if split_rows else ""))
-    return _write(ws, f"compare-{result['run_a'][:8]}-{result['run_b'][:8]}", md, _page(title, body))
+            + (f"<h2>Seen and unseen evidence</h2>{table_html(split_head, split_rows)}" if split_rows else ""))
+    return write_pair(ws, f"compare-{result['run_a'][:8]}-{result['run_b'][:8]}", md, html_page(title, body))

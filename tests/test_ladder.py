@@ -1,0 +1,166 @@
+"""The ladder on the real stack with tiny inputs: planted scenarios reach their verdicts, every figure of the record
+reads back from the audit store with its own SQL, a rerun reuses finished rungs, and a kill -9 in the middle of an
+evaluation resumes without lost or duplicated rows. Answers come from tinycoder-random (fast, and unable to answer:
+a model-side failure by construction); synthetic pairs from the scripted writer of tests/test_sdg.py."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from appliance.audit import query
+from appliance.cli import main
+from appliance.models import REPO_ROOT
+from appliance.workspace import open_workspace
+
+SAMPLES = REPO_ROOT / "samples"
+FAST = ["models.generator=tinycoder-random", "eval.judge_model=tinycoder-random", "llm.max_tokens=6",
+        "llm.n_ctx=2048", "eval.samples=2", "ladder.strategies=best-of-n", "ladder.min_questions=3"]
+
+
+def ladder(capsys, ws: Path, *args: str, overrides: list[str] = FAST) -> tuple[int, dict, str]:
+    sets = [x for o in overrides for x in ("--set", o)]
+    code = main(["--workspace", str(ws), *sets, "ladder", "--json", *args])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if out.strip() else {}), err
+
+
+def decide(capsys, ws: Path, overrides: list[str] = FAST) -> dict:
+    sets = [x for o in overrides for x in ("--set", o)]
+    assert main(["--workspace", str(ws), *sets, "decide", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus") / "corpus"
+    shutil.copytree(SAMPLES / "corpus", root)
+    return root
+
+
+def figures_read_back(ws: Path, record: dict) -> None:
+    """Every figure of the record is what its own SQL returns from the store, and rests on runs that exist."""
+    assert record["figures"]
+    for f in record["figures"]:
+        _, rows = query(ws / "audit.duckdb", f["sql"])
+        got = rows[0][0] if rows else None
+        if isinstance(got, float) or isinstance(f["value"], float):
+            assert got is not None and abs(float(got) - f["value"]) < 1e-4, f
+        else:
+            assert got == f["value"], f
+        _, runs = query(ws / "audit.duckdb", "SELECT run_id FROM runs")
+        assert set(f["runs"]) <= {r for (r,) in runs}, f
+
+
+def test_planted_broken_retrieval_and_wrong_key(corpus, tmp_path, capsys) -> None:
+    """Retrieval cut to one full-text hit must say `fix retrieval`; a wrong answer key is caught at the gold check."""
+    ws = tmp_path / "ws"
+    broken = FAST + ["retrieval.mode=fts", "retrieval.k=1", "retrieval.fts_weight=1", "ingest.section_prefix=false"]
+    code, r, err = ladder(capsys, ws, "--docs", str(corpus), "--until", "retrieval", overrides=broken)
+    assert code == 0, err
+    assert r["rungs"]["retrieval"]["recall_at_k"] < 0.8
+    rec = decide(capsys, ws, broken)
+    assert (rec["verdict"], rec["locus"], rec["rule"]) == ("fix retrieval", "retrieval", "recall-below-min")
+    figures_read_back(ws, rec)
+
+    wrong = tmp_path / "wrong-key.jsonl"
+    rows = [json.loads(x) for x in (SAMPLES / "questions.jsonl").read_text().splitlines() if x.strip()]
+    rows[0]["answer"], rows[0]["aliases"] = "Nordic Skyways Travel Bureau", []
+    wrong.write_text("".join(json.dumps(x) + "\n" for x in rows))
+    code, r, err = ladder(capsys, ws, "--docs", str(corpus), "--questions", str(wrong), "--until", "gold")
+    assert code == 0, err
+    assert r["rungs"]["gold"]["flagged"] >= 1
+    rec = decide(capsys, ws)
+    assert (rec["verdict"], rec["rule"]) == ("fix the documents or the answer key", "gold-key-flagged")
+    assert rows[0]["id"] in rec["because"]
+
+
+@pytest.mark.slow
+def test_the_whole_ladder_on_tiny_inputs_ends_in_a_record_that_reads_back(corpus, tmp_path, capsys) -> None:
+    """Every rung, then the record: a model that cannot answer gets a model-side verdict; fine-tuning is not
+    recommended on unreviewed pairs; every figure reads back; a rerun reuses every rung; audit verify is clean."""
+    from appliance.ladder.job import Ladder, default_plan
+    from appliance.progress import Progress
+    from tests.test_sdg import scripted_writer
+
+    ws_dir = tmp_path / "ws"
+    settings = FAST + ["sdg.target_pairs=12", "sdg.probe_questions=4", "train.max_steps=2", "train.eval_examples=2",
+                       "train.grad_accumulation=1", "train.evals_per_epoch=100"]
+    ws = open_workspace(ws_dir, settings)
+    plan = default_plan(ws, corpus, None, None, None, [])
+    first = Ladder(ws, plan, Progress(), "test", writer=scripted_writer()).ladder()
+    rec = first["record"]
+    assert set(first["rungs"]) >= {"ingest", "gold", "retrieval", "answers:tinycoder-random", "scaling:best-of-n",
+                                   "sdg", "dataset", "probe", "train", "export", "adapted", "compare"}
+    assert rec["locus"] == "model" and rec["verdict"] != "fine-tune"
+    assert not first["rungs"]["dataset"]["reviewed_only"]
+    for path in rec["paths"]:
+        text = Path(path).read_text()
+        assert rec["verdict"] in text and "SELECT" in text
+    assert "<svg" in Path(rec["paths"][1]).read_text()   # the plots are inline
+    figures_read_back(ws_dir, rec)
+
+    t0 = time.perf_counter()
+    again = Ladder(open_workspace(ws_dir, settings), plan, Progress(), "test", writer=scripted_writer()).ladder()
+    assert again["rungs"] == first["rungs"] and again["record"]["verdict"] == rec["verdict"]
+    con = duckdb.connect(str(ws_dir / "audit.duckdb"), read_only=True)
+    reused = con.execute("SELECT count(*) FILTER (WHERE CAST(json_extract(payload_json, '$.reused') AS BOOLEAN)), "
+                         "count(*) FROM events WHERE run_id = ? AND kind = 'ladder_rung_done'",
+                         [again["run_id"]]).fetchone()
+    con.close()
+    assert reused[0] == reused[1] > 10, f"rerun took {time.perf_counter() - t0:.0f} s"
+    assert main(["--workspace", str(ws_dir), "audit", "verify"]) == 0
+
+
+CHILD = """
+import sys
+sys.path.insert(0, {repo!r})
+from appliance.cli import main
+sys.exit(main(["--workspace", {ws!r}] + {sets!r} + ["ladder", "--docs", {docs!r}, "--until", "answers", "--json"]))
+"""
+
+
+def test_a_ladder_killed_during_an_evaluation_resumes_it(corpus, tmp_path, capsys) -> None:
+    """kill -9 while the answers rung runs: the rerun resumes that evaluation run (one verdict per question and
+    condition, none lost) and closes the killed ladder run, so audit verify is clean."""
+    ws = tmp_path / "ws"
+    sets = [x for o in FAST for x in ("--set", o)]
+    child = CHILD.format(repo=str(REPO_ROOT), ws=str(ws), sets=sets, docs=str(corpus))
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    eval_run, deadline = None, time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+        try:
+            con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+        except duckdb.Error:
+            continue
+        try:
+            got = con.execute("SELECT j.run_id FROM judgements j JOIN runs r USING (run_id) WHERE r.kind = "
+                              "'eval-answers' GROUP BY j.run_id HAVING count(*) >= 9").fetchall()
+        except duckdb.Error:
+            got = []
+        finally:
+            con.close()
+        if got:
+            eval_run = got[0][0]
+            break
+    assert eval_run is not None and proc.poll() is None, "the ladder finished or never answered"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    code, r, err = ladder(capsys, ws, "--docs", str(corpus), "--until", "answers")
+    assert code == 0, err
+    assert r["rungs"]["answers:tinycoder-random"]["run_id"] == eval_run
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    counts = con.execute("SELECT question_id, condition, count(*) FROM judgements WHERE run_id = ? "
+                         "GROUP BY ALL", [eval_run]).fetchall()
+    con.close()
+    assert len(counts) == 30 * 3 and {n for _, _, n in counts} == {1}
+    assert main(["--workspace", str(ws), "audit", "verify"]) == 0
