@@ -153,13 +153,13 @@ def comparison_report(ws, result: dict[str, Any]) -> list[tuple[Path, str]]:
     md = "\n\n".join([f"# {title}", meta, table_md(head, rows), "## Flips",
                       table_md(["condition", "id", "kind", "A", "B"], flip_rows) if flip_rows else "none"]
                      + (["## Seen and unseen evidence", table_md(split_head, split_rows)] if split_rows else [])) + "\n"
-    bars = []
+    plots = []
     for c, t in result["conditions"].items():
-        bars.append(bars(f"{c}: accuracy", [("A " + result["run_a"][:8], t["accuracy_a"]),
+        plots.append(bars(f"{c}: accuracy", [("A " + result["run_a"][:8], t["accuracy_a"]),
                                              ("B " + result["run_b"][:8], t["accuracy_b"])]))
-        bars.append(bars(f"{c}: flips", [("right in A only", t["a_only"]), ("right in B only", t["b_only"])],
+        plots.append(bars(f"{c}: flips", [("right in A only", t["a_only"]), ("right in B only", t["b_only"])],
                           maximum=max(1, t["a_only"], t["b_only"]), fmt="{:.0f}"))
-    body = (f"<h1>{html.escape(title)}</h1><p>{html.escape(meta)}</p>" + "".join(bars) + table_html(head, rows)
+    body = (f"<h1>{html.escape(title)}</h1><p>{html.escape(meta)}</p>" + "".join(plots) + table_html(head, rows)
             + "<h2>Flips</h2>" + (table_html(["condition", "id", "kind", "A", "B"], flip_rows) if flip_rows
                                   else "<p>none</p>")
             + (f"<h2>Seen and unseen evidence</h2>{table_html(split_head, split_rows)}" if split_rows else ""))
