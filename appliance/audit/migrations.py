@@ -389,4 +389,23 @@ SELECT r.run_id, r.created_at, r.request_id, r.key_id, r.endpoint, r.requested_m
 FROM requests r;
 """,
     ),
+    (
+        8,
+        "the ladder: its rungs (key, outputs, seconds, reused) and its decision records",
+        """
+CREATE VIEW v_ladder_rungs AS
+SELECT e.run_id, e.created_at, json_extract_string(e.payload_json, '$.rung') AS rung,
+       json_extract_string(e.payload_json, '$.label') AS label, json_extract_string(e.payload_json, '$.key') AS key,
+       CAST(json_extract(e.payload_json, '$.seconds') AS DOUBLE) AS seconds,
+       CAST(json_extract(e.payload_json, '$.reused') AS BOOLEAN) AS reused,
+       json_extract(e.payload_json, '$.outputs') AS outputs_json
+FROM events e WHERE e.kind = 'ladder_rung_done';
+CREATE VIEW v_decisions AS
+SELECT e.run_id, e.created_at, json_extract_string(e.payload_json, '$.verdict') AS verdict,
+       json_extract_string(e.payload_json, '$.locus') AS locus, json_extract_string(e.payload_json, '$.rule') AS rule,
+       json_extract_string(e.payload_json, '$.because') AS because, json_extract(e.payload_json, '$.paths') AS paths_json,
+       json_extract(e.payload_json, '$.sha256') AS sha256_json, json_extract(e.payload_json, '$.figures') AS figures_json
+FROM events e WHERE e.kind = 'decision_record';
+""",
+    ),
 ]

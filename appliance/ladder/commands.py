@@ -10,8 +10,10 @@ from appliance.errors import UsageError
 
 
 def cmd_ladder(args: argparse.Namespace) -> int:
-    from appliance.ladder.job import Ladder, default_plan
+    from appliance.ladder.job import QUICK, Ladder, default_plan
 
+    if args.quick:
+        args.set = QUICK + args.set    # the user's own --set still wins
     ws = cliutil.workspace(args)
     plan = default_plan(ws, Path(args.docs) if args.docs else None, Path(args.questions) if args.questions else None,
                         [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None, args.until,
@@ -75,6 +77,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    "models.generator)")
     p.add_argument("--until", choices=RUNGS, help="stop after this rung (default: decide)")
     p.add_argument("--groups", help="access groups of the documents and questions (default: public only)")
+    p.add_argument("--quick", action="store_true", help="a first look on 2 cores: fewer synthetic "
+                   "pairs and probe questions, a capped training run, one scaling strategy (docs/LADDER.md)")
     p.set_defaults(func=cmd_ladder)
     p = sub.add_parser("decide", parents=[common], help="render the decision record again from a ladder's stored runs")
     p.add_argument("--run", metavar="RUN_ID", help="a ladder run (default: the latest)")

@@ -32,6 +32,10 @@ STAGE = "ladder"
 RUNGS = ("ingest", "gold", "retrieval", "answers", "scaling", "sdg", "dataset", "probe", "train", "export",
          "adapted", "compare", "decide")
 VERSION = 1   # bump when a rung's meaning changes, so old results are not reused for it
+# `ladder --quick`: what it changes, so that a first run on 2 cores ends within the hour (docs/LADDER.md); every
+# figure of its record is still measured, on less synthetic data and a shorter training run.
+QUICK = ["sdg.target_pairs=80", "sdg.probe_questions=20", "train.max_steps=20", "train.eval_examples=8",
+         "ladder.strategies=best-of-n"]
 REPO_SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 # The settings each rung reads (its key includes their hashes).
 SECTIONS = {"ingest": ("ingest",), "gold": ("retrieval",), "retrieval": ("retrieval",),

@@ -111,10 +111,11 @@ RULES: tuple[Rule, ...] = (
     Rule("tuned-not-better", "model", "ship RAG as is",
          lambda e, c: e.adapted_delta is not None,
          lambda e, c: f"the failures are model-side ({e.model_side} of {e.failing}; oracle {_pct(e.oracle_accuracy)})"
-                      f" but the adapter did not help: {e.adapted_delta:+.0%} under rag (p "
-                      f"{'n/a' if e.adapted_p is None else f'{e.adapted_p:.3f}'}), {len(e.regressions)} regressions"
-                      f"{' (' + ', '.join(e.regressions[:8]) + ')' if e.regressions else ''}; keep RAG with the base "
-                      "model and revisit with better data"),
+                      f" but the adapter is not shown to be better: {e.adapted_delta:+.0%} under rag (McNemar p "
+                      f"{'n/a' if e.adapted_p is None else f'{e.adapted_p:.3f}'}, needs < {e.alpha}), "
+                      f"{len(e.regressions)} regressions{' (' + ', '.join(e.regressions[:8]) + ')' if e.regressions else ''}"
+                      f" (at most {c.max_regressions} tolerated); keep RAG with the base model and revisit with more or "
+                      "better data"),
     Rule("model-side-untested", "model", "insufficient evidence",
          lambda e, c: True,
          lambda e, c: f"the failures are model-side ({e.model_side} of {e.failing} rag failures; oracle "
