@@ -157,6 +157,9 @@ def test_a_ladder_killed_during_an_evaluation_resumes_it(corpus, tmp_path, capsy
     proc.wait()
     code, r, err = ladder(capsys, ws, "--docs", str(corpus), "--until", "answers")
     assert code == 0, err
+    plan = {row["rung"]: row for row in r["plan"]}
+    assert plan["ingest"]["state"] == "reuse" and plan["answers:tinycoder-random"]["state"] == "run"
+    assert plan["answers:tinycoder-random"]["estimate_s"] > 0 and "measured now" in plan["answers:tinycoder-random"]["basis"]
     assert r["rungs"]["answers:tinycoder-random"]["run_id"] == eval_run
     con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
     counts = con.execute("SELECT question_id, condition, count(*) FROM judgements WHERE run_id = ? "

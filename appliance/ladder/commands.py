@@ -23,7 +23,7 @@ def cmd_ladder(args: argparse.Namespace) -> int:
         rows = ladder.preview()
         for r in rows:
             est = ("reuses its finished result" if r["state"] == "reuse" else
-                   f"about {r['estimate_s'] / 60:.1f} min (its last run here)" if r["estimate_s"] is not None else
+                   f"about {r['estimate_s'] / 60:.1f} min ({r['basis']})" if r["estimate_s"] is not None else
                    "estimated when it starts")
             progress.note(f"  plan: {r['rung']:<28} {est}", "ladder")
         result = ladder.ladder()

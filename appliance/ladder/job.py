@@ -198,9 +198,45 @@ class Ladder:
             for label in labels:
                 key = keys.get(label)
                 done = self.finished(key) if key else None
-                rows.append({"rung": label, "key": key, "state": "reuse" if done else "run",
-                             "estimate_s": None if done else self.last_seconds(rung)})
+                last = None if done else self.last_seconds(rung)
+                rows.append({"rung": label, "key": key, "state": "reuse" if done else "run", "estimate_s": last,
+                             "basis": "its last run here" if last is not None else None})
+        todo = [r for r in rows if r["state"] == "run" and r["estimate_s"] is None
+                and r["rung"].split(":")[0] in ("answers", "scaling", "adapted")]
+        if todo:
+            self.estimate_evals(todo, models)
         return rows
+
+    def estimate_evals(self, rows: list[dict[str, Any]], models: list[Any]) -> None:
+        """Seconds for the evaluation rungs from their tokens at a speed measured now (each model loaded once;
+        chunks taken at ingest.max_tokens; scaling and adapted at most the whole golden set)."""
+        from appliance.evaluation.estimate import estimate_run, measure_speed
+        from appliance.evaluation.golden import load_questions
+        from appliance.llm import load_generator
+        from appliance.llm.prompts import CONTEXT
+
+        questions = load_questions(self.plan.questions)
+        chunk = float(self.cfg.ingest.max_tokens)
+        # a prompt like the run's own: the golden set's evidence as passages, about context_k chunks of it
+        words = " ".join(e for q in questions for e in q.evidence).split()
+        size = int(chunk * self.cfg.eval.context_k * 0.75)
+        warm, measured = " ".join(words[:size]), " ".join(reversed(words[:size]))   # no shared prefix to reuse
+        by_model = {m.name: [r for r in rows if r["rung"] == f"answers:{m.name}"] for m in models}
+        by_model[models[0].name] += [r for r in rows if not r["rung"].startswith("answers:")]
+        for name, mine in by_model.items():
+            if not mine:
+                continue
+            gen = load_generator(self.ws, name)
+            measure_speed(gen, gen.render(CONTEXT, question=questions[0].question, context=warm)[0])  # warms up
+            speed = measure_speed(gen, gen.render(CONTEXT, question=questions[0].question, context=measured)[0])
+            for r in mine:
+                strategy = r["rung"].split(":", 1)[1] if r["rung"].startswith("scaling:") else "single"
+                conditions = ["rag"] if strategy != "single" else ["closed-book", "oracle", "rag"]
+                est = estimate_run(gen, self.cfg, questions, conditions, strategy, chunk, speed)
+                r["estimate_s"] = est.seconds
+                r["basis"] = (f"{est.answers} answers at {est.prompt_tokens_per_s:.0f} prompt and "
+                              f"{est.completion_tokens_per_s:.1f} generated tok/s measured now"
+                              + ("; at most: only the failing questions are asked" if strategy != "single" else ""))
 
     def wanted(self, rung: str) -> bool:
         return RUNGS.index(rung) <= RUNGS.index(self.plan.until)
@@ -262,16 +298,17 @@ class Ladder:
             if self.wanted("probe"):
                 self.step("probe", "probe", keys["probe"], lambda _: self._probe())
                 advance("probe")
-            if self.wanted("train"):
+            trainable = bool(self.out.get("dataset", {}).get("dataset_id"))
+            if self.wanted("train") and trainable:
                 self.step("train", "train", key_of("train", cfg, dataset=self.out["dataset"]["dataset_id"],
                                                    model=primary.sha256),
                           lambda resume: self._train(primary.name, resume), "train")
                 advance("train")
-            if self.wanted("export"):
+            if self.wanted("export") and trainable:
                 adapter = self.out["train"]["adapter"]
                 self.step("export", "export", key_of("export", cfg, adapter=adapter), lambda _: self._export(adapter))
                 advance("export")
-            if self.wanted("adapted"):
+            if self.wanted("adapted") and trainable:
                 adapter = self.out["train"]["adapter"]
                 self.step("adapted", "adapted", key_of("adapted", cfg, adapter=adapter, **common),
                           lambda resume: self._adapted(primary.name, adapter, resume), "eval-answers")
@@ -282,7 +319,7 @@ class Ladder:
                                                            model=primary.sha256),
                                   lambda resume, ad=ad: self._probe_eval(primary.name, ad, resume), "eval-answers")
                 advance("adapted")
-            if self.wanted("compare"):
+            if self.wanted("compare") and trainable:
                 a, b = self.out[f"answers:{primary.name}"]["run_id"], self.out["adapted"]["run_id"]
                 self.step("compare", "compare", key_of("compare", cfg, a=a, b=b), lambda _: self._compare(a, b))
                 advance("compare")
@@ -369,8 +406,12 @@ class Ladder:
             self.progress.note(f"dataset: {reviewed} reviewed pairs (< ladder.reviewed_pairs_min "
                                f"{self.cfg.ladder.reviewed_pairs_min}): training on unreviewed pairs, recorded; the "
                                "decision will not recommend fine-tuning on them", STAGE)
-        card = build_dataset(self.ws, unreviewed=unreviewed, groups=self.plan.groups, progress=self.progress,
-                             command=self.command, generator=self.writer)
+        try:
+            card = build_dataset(self.ws, unreviewed=unreviewed, groups=self.plan.groups, progress=self.progress,
+                                 command=self.command, generator=self.writer)
+        except UsageError as e:   # no usable pair: nothing to train on, which the record says
+            self.progress.note(f"dataset: {e}; training and the adapted re-evaluation are skipped", STAGE)
+            return {"run_id": None, "dataset_id": None, "reason": str(e), "reviewed_pairs": reviewed}
         return {"run_id": card["run_id"], "dataset_id": card["dataset_id"], "examples": card["examples"],
                 "reviewed_only": card["reviewed_only"], "reviewed_pairs": reviewed}
 
