@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,27 @@ def flip_byte(path: Path, offset: int = 1000) -> None:
 
 
 PYTHON = sys.executable
+
+
+def poll_store(ws: Path, sql: str, proc: subprocess.Popen, timeout: float = 600) -> str | None:
+    """The first value `sql` returns from the workspace's audit store, polled read-only every second while `proc`
+    runs; None if it ends (or time runs out) first. The writer holds the file briefly, so a failed open or query
+    is tried again."""
+    import duckdb
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+        try:
+            con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+        except duckdb.Error:
+            continue
+        try:
+            got = con.execute(sql).fetchall()
+        except duckdb.Error:
+            got = []
+        finally:
+            con.close()
+        if got:
+            return got[0][0]
+    return None

@@ -20,6 +20,7 @@ from appliance.audit import query
 from appliance.cli import main
 from appliance.models import REPO_ROOT
 from appliance.workspace import open_workspace
+from conftest import poll_store
 
 SAMPLES = REPO_ROOT / "samples"
 FAST = ["models.generator=tinycoder-random", "eval.judge_model=tinycoder-random", "llm.max_tokens=6",
@@ -135,23 +136,8 @@ def test_a_ladder_killed_during_an_evaluation_resumes_it(corpus, tmp_path, capsy
     sets = [x for o in FAST for x in ("--set", o)]
     child = CHILD.format(repo=str(REPO_ROOT), ws=str(ws), sets=sets, docs=str(corpus))
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    eval_run, deadline = None, time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(1)
-        try:
-            con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
-        except duckdb.Error:
-            continue
-        try:
-            got = con.execute("SELECT j.run_id FROM judgements j JOIN runs r USING (run_id) WHERE r.kind = "
-                              "'eval-answers' GROUP BY j.run_id HAVING count(*) >= 9").fetchall()
-        except duckdb.Error:
-            got = []
-        finally:
-            con.close()
-        if got:
-            eval_run = got[0][0]
-            break
+    eval_run = poll_store(ws, "SELECT j.run_id FROM judgements j JOIN runs r USING (run_id) WHERE r.kind = "
+                              "'eval-answers' GROUP BY j.run_id HAVING count(*) >= 9", proc)
     assert eval_run is not None and proc.poll() is None, "the ladder finished or never answered"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

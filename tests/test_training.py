@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
@@ -18,6 +17,7 @@ from appliance.cli import main
 from appliance.errors import UsageError
 from appliance.models import REPO_ROOT
 from appliance.workspace import open_workspace
+from conftest import poll_store
 
 PLUMBING = "tinycoder-random"
 TINY = ["train.max_steps=2", "train.eval_examples=2", "train.grad_accumulation=1", "train.evals_per_epoch=100",
@@ -198,21 +198,8 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(ws, capsy
     Early stopping is out of the way (a random model's validation loss may stall: CI once stopped it at step 36)."""
     child = CHILD.format(repo=str(REPO_ROOT), ws=str(ws), ds=dataset_id(ws))
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    run_id, deadline = None, time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(1)
-        try:
-            con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
-        except duckdb.Error:
-            continue     # the trainer holds the store while it writes
-        try:
-            got = con.execute("SELECT run_id FROM events WHERE kind = 'train_checkpoint' AND "
-                              "CAST(json_extract(payload_json, '$.step') AS INT) >= 6 LIMIT 1").fetchall()
-        finally:
-            con.close()
-        if got:
-            run_id = got[0][0]
-            break
+    run_id = poll_store(ws, "SELECT run_id FROM events WHERE kind = 'train_checkpoint' AND "
+                            "CAST(json_extract(payload_json, '$.step') AS INT) >= 6 LIMIT 1", proc)
     assert run_id is not None and proc.poll() is None, "the child finished or never checkpointed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

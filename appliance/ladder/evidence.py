@@ -13,6 +13,7 @@ from typing import Any
 
 import duckdb
 
+from appliance.choices import CONDITIONS
 from appliance.config import Config
 from appliance.evaluation.attribution import FAILURE_KINDS
 from appliance.evaluation.stats import wilson
@@ -75,42 +76,37 @@ class Figures:
         return None if f is None else f.value
 
 
+# Figures of one condition of an evaluation run: (name, label, SQL select list and filter). {j} is the run's
+# judgements of that condition, {a} its answers.
+ANSWERABLE, UNANSWERABLE = "AND kind <> 'unanswerable'", "AND kind = 'unanswerable'"
+RIGHT = "count(*) FILTER (WHERE verdict = 'correct')"
+EVAL_FIGURES = (
+    ("accuracy", "answerable questions right", f"{CORRECT} {{j}} {ANSWERABLE}"),
+    ("answerable", "answerable questions", f"count(*) {{j}} {ANSWERABLE}"),
+    ("right", "answerable questions answered right", f"{RIGHT} {{j}} {ANSWERABLE}"),
+    ("abstained", "unanswerable questions refused", f"{RIGHT} {{j}} {UNANSWERABLE}"),
+    ("unanswerable", "unanswerable questions", f"count(*) {{j}} {UNANSWERABLE}"),
+    *((f"fail.{k}", k, f"count(*) {{j}} AND failure_kind = '{k}'") for k in FAILURE_KINDS[1:]),
+    ("by_judge", "verdicts settled by the judge model", "count(*) {j} AND method = 'judge'"),
+    ("by_checks", "verdicts settled by the deterministic checks", "count(*) {j} AND method <> 'judge'"),
+    ("prompt_tokens", "prompt tokens per answer (mean)", "avg(prompt_tokens) {a}"),
+    ("completion_tokens", "completion tokens per answer (mean)", "avg(completion_tokens) {a}"),
+    ("latency_s", "generation seconds per answer (mean)", "avg(latency_ms) / 1000 {a}"),
+    ("tokens_per_s", "generated tokens per second",
+     "sum(completion_tokens) * 1000.0 / nullif(sum(latency_ms), 0) {a}"),
+)
+
+
 def eval_figures(f: Figures, prefix: str, run_id: str, conditions: tuple[str, ...]) -> None:
     """Accuracy, abstention, failure kinds, who settled the verdicts, tokens and latency per condition of a run."""
     r = _lit(run_id)
     for c in conditions:
-        where = f"FROM judgements WHERE run_id = {r} AND condition = '{c}'"
-        if not f.add(f"{prefix}.{c}.n", f"{prefix} {c}: answers judged", f"SELECT count(*) {where}", run_id):
+        j = f"FROM judgements WHERE run_id = {r} AND condition = '{c}'"
+        if not f.add(f"{prefix}.{c}.n", f"{prefix} {c}: answers judged", f"SELECT count(*) {j}", run_id):
             continue
-        f.add(f"{prefix}.{c}.accuracy", f"{prefix} {c}: answerable questions right",
-              f"SELECT {CORRECT} {where} AND kind <> 'unanswerable'", run_id)
-        f.add(f"{prefix}.{c}.answerable", f"{prefix} {c}: answerable questions",
-              f"SELECT count(*) {where} AND kind <> 'unanswerable'", run_id)
-        f.add(f"{prefix}.{c}.right", f"{prefix} {c}: answerable questions answered right",
-              f"SELECT count(*) FILTER (WHERE verdict = 'correct') {where} AND kind <> 'unanswerable'", run_id)
-        f.add(f"{prefix}.{c}.abstained", f"{prefix} {c}: unanswerable questions refused",
-              f"SELECT count(*) FILTER (WHERE verdict = 'correct') {where} AND kind = 'unanswerable'", run_id)
-        f.add(f"{prefix}.{c}.unanswerable", f"{prefix} {c}: unanswerable questions",
-              f"SELECT count(*) {where} AND kind = 'unanswerable'", run_id)
-        for kind in FAILURE_KINDS[1:]:
-            f.add(f"{prefix}.{c}.fail.{kind}", f"{prefix} {c}: {kind}",
-                  f"SELECT count(*) {where} AND failure_kind = '{kind}'", run_id)
-        f.add(f"{prefix}.{c}.by_judge", f"{prefix} {c}: verdicts settled by the judge model",
-              f"SELECT count(*) {where} AND method = 'judge'", run_id)
-        f.add(f"{prefix}.{c}.by_checks", f"{prefix} {c}: verdicts settled by the deterministic checks",
-              f"SELECT count(*) {where} AND method <> 'judge'", run_id)
         a = f"FROM answers WHERE run_id = {r} AND condition = '{c}'"
-        f.add(f"{prefix}.{c}.prompt_tokens", f"{prefix} {c}: prompt tokens per answer (mean)",
-              f"SELECT avg(prompt_tokens) {a}", run_id)
-        f.add(f"{prefix}.{c}.completion_tokens", f"{prefix} {c}: completion tokens per answer (mean)",
-              f"SELECT avg(completion_tokens) {a}", run_id)
-        f.add(f"{prefix}.{c}.latency_s", f"{prefix} {c}: generation seconds per answer (mean)",
-              f"SELECT avg(latency_ms) / 1000 {a}", run_id)
-        f.add(f"{prefix}.{c}.tokens_per_s", f"{prefix} {c}: generated tokens per second",
-              f"SELECT sum(completion_tokens) * 1000.0 / nullif(sum(latency_ms), 0) {a}", run_id)
-
-
-CONDITIONS = ("closed-book", "oracle", "rag")
+        for name, label, select in EVAL_FIGURES:
+            f.add(f"{prefix}.{c}.{name}", f"{prefix} {c}: {label}", "SELECT " + select.format(j=j, a=a), run_id)
 
 
 def collect(con: duckdb.DuckDBPyConnection, out: dict[str, dict[str, Any]], models: list[str], cfg: Config

@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from appliance.audit import AuditStore, records
 from appliance.config import Config
 from appliance.errors import UsageError
 from appliance.llm import Generator
+from appliance.models import ModelEntry, sha256_file, tree_sha256
 from appliance.progress import Progress
 from appliance.resume import process_event
 from appliance.workspace import Workspace
@@ -45,19 +47,11 @@ SECTIONS = {"ingest": ("ingest",), "gold": ("retrieval",), "retrieval": ("retrie
             "compare": ("eval",)}
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def corpus_sha256(docs: Path) -> str:
     """The corpus as content: every file's relative path and sha256."""
-    files = sorted(p for p in docs.rglob("*") if p.is_file()) if docs.is_dir() else [docs]
-    listing = [(str(p.relative_to(docs)) if docs.is_dir() else p.name, sha256_file(p)) for p in files]
-    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+    if not docs.is_dir():
+        return tree_sha256({docs.name: sha256_file(docs)})
+    return tree_sha256({str(p.relative_to(docs)): sha256_file(p) for p in docs.rglob("*") if p.is_file()})
 
 
 def key_of(rung: str, cfg: Config, **inputs: Any) -> str:
@@ -93,7 +87,6 @@ class Ladder:
         self.command = command
         self.cfg = ws.config
         self.out: dict[str, dict[str, Any]] = {}       # rung label -> outputs
-        self.keys: dict[str, str] = {}
         self.seconds: dict[str, float] = {}            # rung label -> seconds it took (when it ran)
         self.run: Any = None
 
@@ -146,7 +139,6 @@ class Ladder:
     def step(self, rung: str, label: str, key: str, work: Callable[[str | None], dict[str, Any]],
              child_kind: str | None = None) -> dict[str, Any]:
         """Skip the rung if its key finished before, else run it (resuming its killed child run) and record it."""
-        self.keys[label] = key
         done = self.finished(key)
         if done is not None:
             self.progress.note(f"{label}: done before (key {key[:12]}), reused", STAGE)
@@ -170,9 +162,20 @@ class Ladder:
         self.seconds[label] = seconds
         return outputs
 
-    def early_keys(self, questions_sha: str, models: list[Any]) -> dict[str, str]:
-        """The keys of the rungs that depend only on the inputs (the later ones depend on their outputs)."""
-        cfg, p = self.cfg, self.plan
+    @cached_property
+    def questions_sha(self) -> str:
+        return sha256_file(self.plan.questions)
+
+    @cached_property
+    def models(self) -> list[ModelEntry]:
+        """The plan's generators, their files checked."""
+        return [self.ws.models.verified_path(m)[0] for m in self.plan.models]
+
+    @cached_property
+    def early_keys(self) -> dict[str, str]:
+        """The keys of the rungs that depend only on the inputs (the later ones depend on their outputs); the
+        corpus is hashed once for both the plan and the run."""
+        cfg, p, questions_sha, models = self.cfg, self.plan, self.questions_sha, self.models
         ingest = key_of("ingest", cfg, corpus=corpus_sha256(p.docs), groups=p.groups,
                         embedder=self.ws.models.get(cfg.models.embedder).sha256)
         common = {"questions": questions_sha, "index": ingest}
@@ -190,8 +193,7 @@ class Ladder:
         """The plan as it stands before starting: each rung, whether a finished result will be reused, and an
         estimate (how long it took the last time it ran here; eval, sdg and train print their own when they
         start)."""
-        models = [self.ws.models.verified_path(m)[0] for m in self.plan.models]
-        keys = self.early_keys(sha256_file(self.plan.questions), models)
+        keys = self.early_keys
         rows = []
         for rung in RUNGS[: RUNGS.index(self.plan.until) + 1]:
             labels = [k for k in keys if k == rung or k.startswith(rung + ":")] or [rung]
@@ -204,10 +206,10 @@ class Ladder:
         todo = [r for r in rows if r["state"] == "run" and r["estimate_s"] is None
                 and r["rung"].split(":")[0] in ("answers", "scaling", "adapted")]
         if todo:
-            self.estimate_evals(todo, models)
+            self.estimate_evals(todo)
         return rows
 
-    def estimate_evals(self, rows: list[dict[str, Any]], models: list[Any]) -> None:
+    def estimate_evals(self, rows: list[dict[str, Any]]) -> None:
         """Seconds for the evaluation rungs from their tokens at a speed measured now (each model loaded once;
         chunks taken at ingest.max_tokens; scaling and adapted at most the whole golden set)."""
         from appliance.evaluation.estimate import estimate_run, measure_speed
@@ -221,8 +223,8 @@ class Ladder:
         words = " ".join(e for q in questions for e in q.evidence).split()
         size = int(chunk * self.cfg.eval.context_k * 0.75)
         warm, measured = " ".join(words[:size]), " ".join(reversed(words[:size]))   # no shared prefix to reuse
-        by_model = {m.name: [r for r in rows if r["rung"] == f"answers:{m.name}"] for m in models}
-        by_model[models[0].name] += [r for r in rows if not r["rung"].startswith("answers:")]
+        by_model = {m.name: [r for r in rows if r["rung"] == f"answers:{m.name}"] for m in self.models}
+        by_model[self.models[0].name] += [r for r in rows if not r["rung"].startswith("answers:")]
         for name, mine in by_model.items():
             if not mine:
                 continue
@@ -245,9 +247,7 @@ class Ladder:
     def ladder(self) -> dict[str, Any]:
         from appliance.ladder.record import write_record
 
-        p, cfg = self.plan, self.cfg
-        questions_sha = sha256_file(p.questions)
-        models = [self.ws.models.verified_path(m)[0] for m in p.models]
+        p, cfg, questions_sha, models = self.plan, self.cfg, self.questions_sha, self.models
         t_all = time.perf_counter()
         start = p.record() | {"questions_sha256": questions_sha, "models_sha256": {m.name: m.sha256 for m in models}}
         killed = self.killed_ladder(start)
@@ -265,7 +265,7 @@ class Ladder:
                 n += 1
                 self.progress.advance(STAGE, n, RUNGS.index(p.until) + 1, "rungs", rung)
 
-            keys = self.early_keys(questions_sha, models)
+            keys = self.early_keys
             self.step("ingest", "ingest", keys["ingest"], lambda _: self._ingest())
             advance("ingest")
             if self.wanted("gold"):
@@ -291,7 +291,7 @@ class Ladder:
                 advance("sdg")
             if self.wanted("dataset"):
                 reviewed, state = self._review_state()
-                self.step("dataset", "dataset", key_of("dataset", cfg, sdg=self.keys["sdg"], reviews=state,
+                self.step("dataset", "dataset", key_of("dataset", cfg, sdg=keys["sdg"], reviews=state,
                                                        reviewed_only=reviewed >= cfg.ladder.reviewed_pairs_min),
                           lambda _: self._dataset(reviewed))
                 advance("dataset")
@@ -389,11 +389,11 @@ class Ladder:
 
     def _review_state(self) -> tuple[int, str]:
         """Reviewed (approved or edited) pairs, and a hash of every pair's review state (a review changes it)."""
-        from appliance.sdg.dataset import pair_states
+        from appliance.sdg.dataset import pair_states, select_pairs
 
         with AuditStore(self.ws.audit_path) as store:
             states = pair_states(store)
-        reviewed = sum(p["review"] in ("approve", "edit") and p["split"] != "probe" for p in states)
+        reviewed = len(select_pairs(states, unreviewed=False))   # what a reviewed-only dataset would take
         listing = sorted((p["pair_id"], p["review"] or "", p["question"], p["answer"]) for p in states)
         return reviewed, hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 

@@ -10,10 +10,11 @@ import time
 from typing import Any
 
 from appliance.audit import AuditStore, records
+from appliance.choices import CONDITIONS
 from appliance.config import LadderConfig
 from appliance.evaluation.attribution import FAILURE_KINDS
 from appliance.evaluation.report import bars, html_page, stacked, table_html, table_md, write_pair
-from appliance.ladder.evidence import CONDITIONS, Figures, collect, interval
+from appliance.ladder.evidence import Figures, collect, interval
 from appliance.ladder.rules import RULES, Decision, Evidence, decide
 from appliance.workspace import Workspace
 
