@@ -76,6 +76,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     return cliutil.EXIT_OK
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    from tui.app import run
+
+    run(cliutil.workspace(args))
+    return cliutil.EXIT_OK
+
+
 def _register_core(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("init", parents=[common], help="create a workspace (config.toml, audit store)")
     p.set_defaults(func=cmd_init)
@@ -93,6 +100,9 @@ def _register_core(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     p.add_argument("--groups", help="the caller's access groups (comma-separated)")
     p.set_defaults(func=cmd_ask)
 
+    p = sub.add_parser("tui", parents=[common], help="the terminal UI (works over SSH; long jobs outlive it)")
+    p.set_defaults(func=cmd_tui)
+
     p = sub.add_parser("models", parents=[common], help="list the models: the bundled manifest's and the workspace's")
     p.set_defaults(func=cmd_models)
 
@@ -102,6 +112,7 @@ def _registrars() -> list[cliutil.Register]:
     from appliance.evaluation import commands as evaluation
     from appliance.export import commands as export
     from appliance.ingest import commands as ingest
+    from appliance.jobs import commands as jobs
     from appliance.ladder import commands as ladder
     from appliance.retrieval import commands as retrieval
     from appliance.sdg import commands as sdg
@@ -109,7 +120,7 @@ def _registrars() -> list[cliutil.Register]:
     from appliance.training import commands as training
 
     return [_register_core, ingest.register, retrieval.register, evaluation.register, sdg.register,
-            training.register, export.register, serve.register, ladder.register, audit.register]
+            training.register, export.register, serve.register, ladder.register, jobs.register, audit.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,14 +65,25 @@ def caller_groups(value: str | None, ws: Workspace) -> list[str]:
 
 @contextmanager
 def progress(args: argparse.Namespace) -> Iterator[Progress]:
-    """The Progress a command hands its job: bars on a terminal, lines on a pipe, nothing with --json."""
-    if args.json:
+    """The Progress a command hands its job: bars on a terminal, lines on a pipe, nothing with --json; a job
+    started by the terminal UI (appliance/jobs.py) also records every event to its events file."""
+    from appliance.jobs import PROGRESS_ENV, recording_sink
+
+    recorded = os.environ.get(PROGRESS_ENV)
+    if recorded:
+        yield Progress(recording_sink(Path(recorded), None if args.json else _line))
+    elif args.json:
         yield Progress()
     elif sys.stderr.isatty():
         with _Bars() as bars:
             yield Progress(bars)
     else:
-        yield Progress(lambda e: None if e.kind == "start" else print(e.line(), file=sys.stderr, flush=True))
+        yield Progress(_line)
+
+
+def _line(e: ProgressEvent) -> None:
+    if e.kind != "start":
+        print(e.line(), file=sys.stderr, flush=True)
 
 
 class _Bars:

@@ -52,14 +52,34 @@ def find_resumable(ws: Workspace, prefix: str, kind: str, start_kind: str, secti
         done = store.events(info.run_id, done_kind)
     if info.status is not None:
         raise UsageError(f"run {info.run_id} finished (or failed and was closed); only a killed run can be resumed")
-    last = process[-1]   # the process that worked on it last, or how it stopped
-    if last["kind"] != "run_interrupted" and last.get("host") == socket.gethostname() and _alive(last.get("pid")):
-        raise UsageError(f"run {info.run_id} is still running (pid {last['pid']})")
+    if still_running(process):
+        raise UsageError(f"run {info.run_id} is still running (pid {process[-1]['pid']})")
     changed = config_differences(info.config, ws.config, sections)
     if changed:
         raise UsageError(f"run {info.run_id} was made with other settings ({', '.join(changed)}); resume it with "
                          f"the same config.toml and --set options")
     return Resumable(info, process[0], done)
+
+
+def still_running(process: list[dict[str, Any]]) -> bool:
+    """Whether the process that worked on a run last (its start / run_resumed / run_interrupted events, oldest
+    first) is alive on this host and was not interrupted."""
+    if not process:
+        return False
+    last = process[-1]
+    return last["kind"] != "run_interrupted" and last.get("host") == socket.gethostname() and _alive(last.get("pid"))
+
+
+def close_superseded(ws: Workspace, kind: str, start_kind: str, why: str) -> list[str]:
+    """Close the killed or interrupted runs of a job that resumes by being run again (ingest): the new run goes on
+    from what they wrote, so they end as `superseded` and `audit verify` stays clean. Runs still working are left."""
+    with AuditStore(ws.audit_path) as store:
+        closed = []
+        for info in store.runs((kind,)):
+            if info.status is None and not still_running(store.events(info.run_id, start_kind, *PROCESS_EVENTS)):
+                store.reopen_run(info.run_id).close("superseded", reason=why)
+                closed.append(info.run_id)
+    return closed
 
 
 def process_event(command: str, **more: Any) -> dict[str, Any]:

@@ -103,3 +103,39 @@ def test_reingest_skips_unchanged_replaces_changed_and_prunes(ingested, corpus: 
     assert "quokka" in hits["hits"][0]["text"]
     _, hits, _ = run(capsys, "--workspace", str(ws), "search", "WS4-HUM-2 price NOK", "-k", "20", "--json")
     assert all(h["file_name"] != "price-list-2026.csv" for h in hits["hits"])
+
+
+def test_an_interrupted_ingest_is_superseded_by_the_next(tmp_path: Path, capsys) -> None:
+    """Cancelled after its first file (as Ctrl-C or the UI's cancel would), an ingest leaves its run open; the next
+    ingest goes on from the files it wrote, closes it as superseded (so the chain verifies) and rebuilds the
+    full-text index over them."""
+    from appliance.errors import Cancelled
+    from appliance.ingest import ingest
+    from appliance.progress import Progress
+    from appliance.workspace import open_workspace
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLES / "corpus", corpus)
+    ws = open_workspace(tmp_path / "ws")
+    progress = Progress()
+    progress.sink = lambda e: progress.cancel() if e.kind == "step" and e.done == 1 else None
+    with pytest.raises(Cancelled):
+        ingest(ws, [corpus], progress=progress)
+    code, verify, _ = run(capsys, "--workspace", str(ws.root), "audit", "verify", "--json")
+    assert code == 1 and len(verify["findings"]) == 1          # the interrupted run, unclosed
+    report = ingest(ws, [corpus])
+    statuses = sorted(f.status for f in report.files)
+    # the cancel is seen before the third file: two were written whole
+    assert statuses.count("unchanged") == 2 and statuses.count("ingested") == 6
+    con = duckdb.connect(str(ws.audit_path), read_only=True)
+    ended = con.execute("SELECT status FROM v_runs WHERE kind = 'ingest' ORDER BY started_at").fetchall()
+    first = con.execute("SELECT path FROM v_ingest_files WHERE outcome = 'file_ingested' ORDER BY created_at LIMIT 1"
+                        ).fetchall()[0][0]
+    con.close()
+    assert ended == [("superseded",), ("ok",)]
+    code, verify, _ = run(capsys, "--workspace", str(ws.root), "audit", "verify", "--json")
+    assert code == 0 and verify["ok"]
+    name = Path(first).name
+    code, out, _ = run(capsys, "--workspace", str(ws.root), "search", Path(first).stem.replace("-", " "), "--mode",
+                       "fts", "-k", "20", "--groups", "board,hr", "--json")
+    assert any(h["file_name"] == name for h in out["hits"])

@@ -21,6 +21,7 @@ from appliance.ingest.chunking import Chunk, chunker_params, structure_chunks, w
 from appliance.ingest.partition import SUPPORTED, Parsed, SkipFile, partition_file
 from appliance.models import sha256_file
 from appliance.progress import Progress
+from appliance.resume import close_superseded, process_event
 from appliance.retrieval.index import ChunkIndex, check_groups
 from appliance.workspace import Workspace
 
@@ -262,7 +263,10 @@ def ingest(ws: Workspace, paths: list[Path], groups: list[str] | None = None, pr
     ingestor = Ingestor(ws, check_groups(groups or []))
     files, outcomes = discover(paths)
     known = ingestor.index.documents_by_path()
+    superseded = close_superseded(ws, "ingest", "ingest_start", "an ingest killed or interrupted here; a later ingest went on from "
+                                                   "the files it had written (each whole)")
     with ws.run("ingest", command) as run:
+        run.event("ingest_start", **process_event(command))
         for o in outcomes:
             run.event("file_skipped", path=o.path, reason=o.detail)
         planned = ingestor.plan(files, known)
@@ -281,7 +285,8 @@ def ingest(ws: Workspace, paths: list[Path], groups: list[str] | None = None, pr
             progress.advance(STAGE, n, len(planned), "files", f"{p.path.name} {outcomes[-1].status}")
         if prune:
             outcomes += ingestor.prune(run, paths, files, known)
-        if any(o.status in ("ingested", "removed") for o in outcomes):
+        # a killed ingest may have written files without rebuilding the indices over them
+        if superseded or any(o.status in ("ingested", "removed") for o in outcomes):
             progress.note("updating the full-text and vector indices", STAGE)
             ingestor.index.rebuild_indices()
         report = IngestReport(run_id=run.run_id, files=outcomes, seconds=round(time.perf_counter() - t0, 2),

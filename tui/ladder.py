@@ -1,0 +1,82 @@
+"""Ladder: start or resume the whole ladder as a job, its rungs as they finish, and the decision record (verdict,
+rule, figures, ROI worksheet; the ROI inputs editable, the record rendered again with them)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import DataTable, Input, Markdown, Static
+
+from appliance import jobs, views
+from tui.base import Pane, fill
+from tui.jobs import stage_rows
+
+ROI_KEYS = ("questions_per_month", "hardware_cost_per_hour", "labour_cost_per_hour", "review_seconds_per_pair")
+
+
+class LadderPane(Pane):
+    BINDINGS = [Binding("s", "start(True)", "Start/resume --quick"), Binding("f", "start(False)", "Full ladder"),
+                Binding("d", "decide", "Re-decide with ROI inputs")]
+    refresh_seconds = 2.0
+
+    def compose(self) -> ComposeResult:
+        yield Static("ROI inputs: questions/month · hardware per hour · labour per hour · review seconds per pair "
+                     "(d renders the record again with them)", classes="hint", markup=False)
+        with Horizontal(classes="bar"):
+            for key in ROI_KEYS:
+                yield Input(value=str(getattr(self.app.ws.config.ladder, key)),  # type: ignore[attr-defined]
+                            placeholder=key, id=f"roi-{key}", classes="roi")
+        yield Static(id="ladder-status", markup=False)
+        yield DataTable(id="ladder-rungs", cursor_type="row")
+        with VerticalScroll(classes="record"):
+            yield Markdown(id="ladder-record")
+
+    def load(self) -> dict[str, Any]:
+        runs = views.ladder_runs(self.ws)
+        job = next((j for j in jobs.list_jobs(self.ws) if j.argv[:1] == ["ladder"]), None)
+        decision = views.decisions(self.ws)[:1]
+        record = ""
+        if decision:
+            paths = [p for p in json.loads(decision[0]["paths_json"] or "[]") if p.endswith(".md")]
+            record = Path(paths[0]).read_text(encoding="utf-8") if paths and Path(paths[0]).is_file() else ""
+        return {"run": runs[0] if runs else None, "rungs": views.rungs(self.ws, runs[0]["run_id"]) if runs else [],
+                "job": job, "stages": stage_rows(job) if job else [], "decision": decision[0] if decision else None,
+                "record": record}
+
+    def show(self, data: dict[str, Any]) -> None:
+        job, run, d = data["job"], data["run"], data["decision"]
+        lines = [f"ladder job {job.job_id}: {job.state}" + (f", now {data['stages'][-1][0]} {data['stages'][-1][1]}"
+                                                          if data["stages"] else "") if job else
+                 "no ladder job yet: s starts the quick profile, f the full one (docs/LADDER.md)"]
+        if run:
+            lines.append(f"ladder run {run['run_id']} {run['status'] or 'not finished'}")
+        if d:
+            lines.append(f"verdict: {d['verdict']} (rule {d['rule']}): {d['because']}")
+        self.query_one("#ladder-status", Static).update("\n".join(lines))
+        fill(self.query_one("#ladder-rungs", DataTable), ["rung", "seconds", "reused"],
+             [[r["label"], f"{r['seconds']:.0f}" if r["seconds"] is not None else "", "yes" if r["reused"] else ""]
+              for r in data["rungs"]])
+        if data["record"] != getattr(self, "shown_record", None):
+            self.shown_record = data["record"]
+            self.query_one("#ladder-record", Markdown).update(data["record"] or "*no decision record yet*")
+
+    def action_start(self, quick: bool) -> None:
+        running = [j for j in jobs.list_jobs(self.ws) if j.argv[:1] == ["ladder"] and j.state == "running"]
+        if running:
+            self.app.notify(f"the ladder is already running (job {running[0].job_id})", severity="warning")
+            return
+        argv = ["ladder", *(["--quick"] if quick else [])]
+        self.background(lambda: jobs.start(self.ws, argv),
+                        lambda j: self.app.notify(f"job {j.job_id} started: {j.title}; it resumes what a killed "
+                                                  f"ladder left"))
+
+    def action_decide(self) -> None:
+        sets = []
+        for key in ROI_KEYS:
+            sets += ["--set", f"ladder.{key}={self.query_one(f'#roi-{key}', Input).value.strip()}"]
+        self.background(lambda: jobs.start(self.ws, [*sets, "decide"]),
+                        lambda j: self.app.notify(f"job {j.job_id}: the record rendered again with these ROI inputs"))
