@@ -11,6 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Input, Select, Static
 
 from appliance import jobs, views
+from appliance.choices import STRATEGIES
 from tui.base import Pane, fill, pct
 
 COLOURS = {views.PASS: "green", views.FAIL: "red", views.REFUSED: "yellow"}
@@ -25,6 +26,11 @@ class EvaluatePane(Pane):
             yield Input(placeholder="golden set (JSONL), Enter starts eval answers", id="eval-questions")
             yield Input(value="closed-book,oracle,rag", id="eval-conditions", classes="narrow")
             yield Select([], prompt="failure kind", id="eval-filter", classes="narrow")
+        with Horizontal(classes="bar"):
+            yield Select([(x, x) for x in STRATEGIES], value="single", allow_blank=False, id="eval-strategy",
+                         classes="narrow")
+            yield Input(placeholder="model (default: models.generator)", id="eval-model")
+            yield Input(placeholder="adapter (optional)", id="eval-adapter")
         yield DataTable(id="eval-runs", cursor_type="row")
         yield DataTable(id="eval-matrix", cursor_type="cell")
         with VerticalScroll(classes="detail"):
@@ -50,7 +56,8 @@ class EvaluatePane(Pane):
             self.load_matrix()
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        self.load_matrix()
+        if event.select.id == "eval-filter":
+            self.load_matrix()
 
     def load_matrix(self) -> None:
         run_id = self.run_id()
@@ -131,11 +138,16 @@ class EvaluatePane(Pane):
         self.query_one("#eval-detail", Static).update("\n".join(lines))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in any of the boxes starts `eval answers` as a job (its estimate is its first line, in Jobs)."""
         questions = self.query_one("#eval-questions", Input).value.strip()
         if not questions:
             self.app.notify("type the golden set's path first", severity="warning")
             return
         argv = ["eval", "answers", "--questions", questions,
-                "--conditions", self.query_one("#eval-conditions", Input).value.strip() or "closed-book,oracle,rag"]
+                "--conditions", self.query_one("#eval-conditions", Input).value.strip() or "closed-book,oracle,rag",
+                "--strategy", str(self.query_one("#eval-strategy", Select).value)]
+        for flag, box in (("--model", "#eval-model"), ("--adapter", "#eval-adapter")):
+            value = self.query_one(box, Input).value.strip()
+            argv += [flag, value] if value else []
         self.background(lambda: jobs.start(self.ws, argv),
                         lambda j: self.app.notify(f"job {j.job_id} started; its estimate and progress are in Jobs (9)"))
