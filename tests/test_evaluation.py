@@ -20,7 +20,7 @@ from appliance.progress import Progress, ProgressEvent
 from appliance.workspace import open_workspace
 from appliance.evaluation.attribution import failure_kind
 from appliance.evaluation.golden import Question
-from appliance.evaluation.goldcheck import deterministic_checks
+from appliance.evaluation.goldcheck import deterministic_checks, flags
 from appliance.evaluation.judge import Verdict, deterministic, parse_judgement
 from appliance.text import numbers
 from appliance.evaluation.stats import bootstrap_diff, mcnemar_exact, paired_test
@@ -265,6 +265,23 @@ def test_gold_check_flags_a_wrong_key_and_passes_the_right_one(ws, capsys, tmp_p
     code, bad, _ = run(capsys, ws, "gold", "check", "--questions", str(wrong), "--json")
     assert code == 1 and bad["flagged_ids"] == ["s12"]
     assert "60 days" in bad["findings"][0]["reason"] and bad["findings"][0]["passage"]
+
+
+def test_gold_checks_do_not_flag_absence_claims_or_a_summary_of_other_passages() -> None:
+    """A key may say the source is silent (words cannot check that: listed as unchecked), or state what another
+    sentence of its source says beyond its quoted evidence (a warning naming that sentence); neither flags it, and
+    the same clause with nothing behind it anywhere still does."""
+    silent = "The rules give no reason. Elves never roll larger than six-sided dice (d6) for hit points."
+    found = deterministic_checks(q(silent), silent, PASSAGES, "", [])
+    assert flags(found) == [] and [f["check"] for f in found] == ["absence_claim"]
+    more = "Elves never roll larger than d6 for hit points, and mercenaries are hired troops who never enter dungeons."
+    source = "Mercenaries will virtually never go into a dungeon, lair, or ruin, at least until it has been cleared."
+    found = deterministic_checks(q(more), more, PASSAGES, "", [], source)
+    assert flags(found) == [] and found[0]["check"] == "evidence_incomplete" and found[0]["passage"] == source
+    assert [f["check"] for f in flags(deterministic_checks(q(more), more, PASSAGES, "", []))] == ["not_stated"]
+    unrelated = "Specialists are never paid in gold."
+    assert [f["check"] for f in flags(deterministic_checks(q(more), more, PASSAGES, "", [], unrelated))] == [
+        "not_stated"]
 
 
 def test_unknown_condition_and_strategy_are_refused(ws, capsys) -> None:

@@ -10,7 +10,11 @@ section paths), clause by clause. Deterministic checks first, each with the pass
 - polarity: a clause says "not/cannot/never" where the passage sentence it matches best says the opposite
   (or the reverse);
 - reason: the answer gives a reason ("because ...") that the passage sentence it matches does not give;
-- not stated: more than half of a clause's content words occur nowhere in the passages.
+- not stated: more than half of a clause's content words occur nowhere in the passages. Two kinds of clause are
+  not flagged by it: a claim of absence about the source ("the rules give no reason", "the manual does not say"),
+  which words cannot check against passages (it is listed as unchecked), and a clause that one sentence elsewhere
+  in the key's source documents supports (a key that summarises more passages than it quotes): that is a warning,
+  "evidence incomplete", naming the sentence to add to the evidence, and does not flag the key.
 
 With --judge, the local judge then reads each remaining answer with the passages; its output is constrained to JSON
 by a grammar, and it flags only when every one of its `eval.judge_repeats` calls says the answer is contradicted
@@ -38,6 +42,9 @@ _NEGATION = re.compile(r"\b(not|no|never|cannot|can't|nor|none|neither|without|i
                        re.I)
 _CAUSAL = re.compile(r"\b(because|due to|since|as a result|so that|the reason)\b", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
+# a clause that says the source is silent: "gives no reason", "does not say", "is not stated"
+_ABSENCE = re.compile(r"\b(?:no|not|never|nothing|nowhere)\b[^.;]{0,30}\b(?:reasons?|says?|said|stated?|states|"
+                      r"mention(?:s|ed)?|specif(?:y|ies|ied)|explain(?:s|ed)?|gives?|given|records?|recorded)\b", re.I)
 _CLAUSE = re.compile(r"[.;!?]\s+|,\s+(?:and|but|while|whereas)\s+|\n+")
 
 GOLD_SCHEMA = {
@@ -83,8 +90,10 @@ def _number_swap(clause: str, words: set[str], sentences: list[_Sentence]) -> di
 
 
 def deterministic_checks(q: Question, answer: str, passages_text: str, sections: str,
-                         evidence_missing: list[str]) -> list[dict[str, str]]:
-    """Every deterministic finding for one gold answer (empty: nothing found)."""
+                         evidence_missing: list[str], source_text: str = "") -> list[dict[str, str]]:
+    """Every deterministic finding for one gold answer (empty: nothing found). `source_text`: the rest of the key's
+    source documents, where a clause the passages do not state may be found (a warning, not a flag). Findings with
+    "severity": "warning" or "unchecked" do not flag the key."""
     found: list[dict[str, str]] = []
     if evidence_missing:
         found.append({"check": "evidence", "reason": "evidence quote not found in the ingested source",
@@ -130,9 +139,30 @@ def deterministic_checks(q: Question, answer: str, passages_text: str, sections:
             continue
         absent = words - known_words
         if len(absent) > len(words) / 2:
+            if _ABSENCE.search(clause):
+                found.append({"check": "absence_claim", "severity": "unchecked", "passage": "",
+                              "reason": f"{clause!r} says the source is silent; words cannot check that"})
+                continue
+            elsewhere = _supported_elsewhere(words, source_text)
+            if elsewhere:
+                found.append({"check": "evidence_incomplete", "severity": "warning", "passage": elsewhere,
+                              "reason": f"{clause!r} is not in the evidence but in this sentence of the source: "
+                                        f"add it to the evidence"})
+                continue
             found.append({"check": "not_stated", "reason": f"{clause!r}: {', '.join(sorted(absent))} not in the "
                                                            f"evidence", "passage": best})
     return found
+
+
+def flags(found: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The findings that flag a key (warnings and unchecked claims do not)."""
+    return [f for f in found if "severity" not in f]
+
+
+def _supported_elsewhere(words: set[str], source_text: str) -> str:
+    """A sentence of the source that holds at least half of the clause's content words, three at least."""
+    best, overlap, _ = _best_sentence(words, [_Sentence(t, stems(t), set()) for t in _SENTENCE.split(source_text)])
+    return best if overlap >= 3 and len(words) - overlap <= len(words) / 2 else ""
 
 
 def judge_gold(judge: Generator, q: Question, answer: str, context: str, repeats: int,
@@ -173,7 +203,12 @@ def check_gold(ws: Workspace, questions_path: Path, answer_field: str = "answer"
             answer = q.answer if answer_field == "answer" else q.extra[answer_field]
             passages, missing = oracle_passages(q.evidence, retriever.visible(q.groups))
             ctx = Context("oracle", [p for p in passages if p.chunk_id])
-            checks = deterministic_checks(q, answer, ctx.text, " ".join(p.section for p in ctx.passages), missing)
+            used = {p.chunk_id for p in ctx.passages}
+            source = " \n".join(c["text"] for c, _ in retriever.visible(q.groups) if c["chunk_id"] not in used
+                                and (not q.source_files or c["file_name"] in q.source_files))
+            found = deterministic_checks(q, answer, ctx.text, " ".join(p.section for p in ctx.passages), missing,
+                                         source)
+            checks, notes = flags(found), [f for f in found if "severity" in f]
             judged: dict[str, Any] = {}
             if judge is not None and not checks and ctx.passages:
                 raws, parsed = judge_gold(judge, q, answer, ctx.render(), ws.config.eval.judge_repeats,
@@ -186,10 +221,11 @@ def check_gold(ws: Workspace, questions_path: Path, answer_field: str = "answer"
                                    "passage": parsed[0].get("passage", "")})
             status = "flagged" if checks else "ok"
             first = checks[0] if checks else {"reason": "supported by its evidence", "passage": ""}
-            run.append("gold_findings", question_id=q.id, status=status, checks_json={"checks": checks} | judged,
-                       reason=first["reason"], passage=first["passage"])
+            run.append("gold_findings", question_id=q.id, status=status,
+                       checks_json={"checks": checks, "notes": notes} | judged, reason=first["reason"],
+                       passage=first["passage"])
             results.append({"question_id": q.id, "status": status, "reason": first["reason"],
-                            "passage": first["passage"], "checks": checks})
+                            "passage": first["passage"], "checks": checks, "notes": notes})
             run.flush()
             progress.advance("gold check", i, len(questions), "answers",
                              f"{q.id}: {status}" + (f" ({first['reason'][:100]})" if checks else ""))

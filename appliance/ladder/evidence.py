@@ -126,6 +126,9 @@ def collect(con: duckdb.DuckDBPyConnection, out: dict[str, dict[str, Any]], mode
                     f"SELECT string_agg(question_id, ' ' ORDER BY question_id) FROM gold_findings WHERE run_id = {g} "
                     "AND status <> 'ok'", gold["run_id"])
         flagged_ids = ids.split() if ids else []
+        f.add("gold.noted_ids", "gold check: keys with a warning (evidence incomplete) or an unchecked absence claim",
+              f"SELECT string_agg(question_id, ' ' ORDER BY question_id) FROM gold_findings WHERE run_id = {g} "
+              "AND json_array_length(json_extract(checks_json, '$.notes')) > 0", gold["run_id"])
     if out.get("retrieval"):
         rid = out["retrieval"]["run_id"]
         f.add("retrieval.recall", f"gold-evidence recall@{out['retrieval']['k']}",

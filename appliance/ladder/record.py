@@ -128,7 +128,9 @@ def render(ws: Workspace, out: dict[str, dict[str, Any]], models: list[str], run
             ["rule", "locus", "verdict", "on this evidence"], rule_rows)
     if "gold" in out:
         section("Gold check", f"{_v(figs, 'gold.flagged')} of {_v(figs, 'gold.n')} gold answers flagged"
-                + (f": {figs.get('gold.flagged_ids')}" if figs.get("gold.flagged_ids") else "") + ".")
+                + (f": {figs.get('gold.flagged_ids')}" if figs.get("gold.flagged_ids") else "") + "."
+                + (f" Not flagged but worth a look (a clause found only outside the quoted evidence, or a claim that "
+                   f"the source is silent): {figs.get('gold.noted_ids')}." if figs.get("gold.noted_ids") else ""))
     if "retrieval" in out:
         recall = figs.get("retrieval.recall")
         verdict = "n/a" if recall is None else ("meets" if recall >= cfg.ladder.recall_min else "is BELOW")
