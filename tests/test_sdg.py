@@ -282,7 +282,7 @@ def test_bad_input_gets_a_clear_message(tmp_path: Path, capsys) -> None:
     code, _, err = run_cli(capsys, empty, "sdg", "generate")
     assert code == 2 and "index is empty" in err
     code, _, err = run_cli(capsys, empty, "sdg", "export", "nope")
-    assert code == 2 and "no dataset" in err
+    assert code == 2 and "dataset 'nope' does not exist" in err
     header_only = {"chunk_id": "h", "doc_id": "d", "section": "", "element_types": ["Table"],
                    "text": "system type retention"}
     assert anchors_of(header_only, ["fact", "number", "table", "procedure"], 2, 0,

@@ -190,11 +190,9 @@ def card_markdown(card: dict[str, Any]) -> str:
 
 def export_dataset(ws: Workspace, dataset_id: str, fmt: str, out: Path | None = None) -> list[Path]:
     """Write a dataset version in `fmt` (prompt-completion, chat, alpaca, openai) as JSONL, one file per split."""
-    folder = ws.root / "datasets" / dataset_id
-    if not (folder / "train.jsonl").is_file():
-        known = sorted(p.name for p in (ws.root / "datasets").glob("*") if p.is_dir()) if (
-            ws.root / "datasets").is_dir() else []
-        raise UsageError(f"no dataset {dataset_id!r} (known: {', '.join(known) or 'none'})")
+    from appliance.training.data import dataset_folder
+
+    folder = dataset_folder(ws, dataset_id)
     out = out or folder / "export" / fmt
     out.mkdir(parents=True, exist_ok=True)
     written = []
