@@ -123,6 +123,16 @@ def models_made(ws: Workspace) -> list[dict[str, Any]]:
     return _rows(ws, "SELECT created_at, name, role, dataset_id FROM v_models_made ORDER BY created_at DESC")
 
 
+def equivalence(ws: Workspace) -> list[dict[str, Any]]:
+    """The latest export's equivalence check: each form (base, adapter, merged) against transformers + peft."""
+    return _rows(ws, "SELECT e.run_id, json_extract_string(e.payload_json, '$.form') AS form, "
+                     "CAST(json_extract(e.payload_json, '$.agreement') AS DOUBLE) AS agreement, "
+                     "CAST(json_extract(e.payload_json, '$.mean_abs_logprob_diff') AS DOUBLE) AS logprob_diff, "
+                     "CAST(json_extract(e.payload_json, '$.passed') AS BOOLEAN) AS passed FROM events e "
+                     "WHERE e.kind = 'export_equivalence' AND e.run_id = (SELECT run_id FROM events WHERE kind = "
+                     "'export_equivalence' ORDER BY created_at DESC LIMIT 1) ORDER BY e.seq")
+
+
 def decisions(ws: Workspace) -> list[dict[str, Any]]:
     return _rows(ws, "SELECT run_id, created_at, verdict, locus, rule, because, paths_json FROM v_decisions "
                      "ORDER BY created_at DESC")

@@ -181,7 +181,9 @@ def test_review_approves_rejects_and_edits_with_the_reviewer_recorded(ws_dir: Pa
     assert "approved 1" in counts and "rejected 1" in counts and "edited 1" in counts
 
 
-def test_train_plots_the_recorded_losses(ws_dir: Path, tmp_path: Path) -> None:
+def test_train_plots_the_recorded_losses_and_shows_the_export_check(ws_dir: Path, tmp_path: Path) -> None:
+    from appliance.export.check import Equivalence
+
     ws = open_workspace(ws_dir)
     if not views.train_runs(ws):          # a training run's recorded steps (what `appliance train` writes)
         with ws.run("train", "test: recorded losses") as run:
@@ -190,14 +192,18 @@ def test_train_plots_the_recorded_losses(ws_dir: Path, tmp_path: Path) -> None:
                            tokens=100 * step, token_accuracy=None, seconds=float(step))
             run.append("train_steps", step=3, epoch=1.0, split="validation", loss=1.3, learning_rate=None,
                        tokens=None, token_accuracy=None, seconds=3.0)
+        with ws.run("export", "test: an export's check") as run:   # what `appliance export gguf` records
+            for form, agreement in (("base", 1.0), ("adapter", 0.4)):
+                run.event("export_equivalence", **Equivalence(form, 8, 128, agreement, 0.02, 0.6, 0.25).to_dict())
 
     async def steps(pilot, app):
         await pilot.press("6")
         await settle(pilot)
-        plot = app.query_one("#train-plot", PlotextPlot)
-        return table_rows(app, "#train-runs"), plot.plt
-    rows, _ = drive(ws_dir, steps)
+        app.query_one("#train-plot", PlotextPlot)
+        return table_rows(app, "#train-runs"), text(app, "#train-models")
+    rows, shown = drive(ws_dir, steps)
     assert rows[0][3:] == ["3", "1.100", "1.300"]
+    assert "base passed (agreement 100%" in shown and "adapter FAILED (agreement 40%" in shown
     assert views.curve(ws, views.train_runs(ws)[0]["run_id"]) == {"train": [(1, 2.0), (2, 1.5), (3, 1.1)],
                                                                   "validation": [(3, 1.3)]}
 
@@ -290,6 +296,12 @@ def test_a_job_outlives_the_ui_is_reattached_cancelled_and_resumed(tmp_path: Pat
         first = table_rows(app, "#jobs-table")
         while not [e for e in jobs.get(app.ws, job.job_id).events() if e.kind == "step"]:
             await pilot.pause(0.2)
+        await pilot.press("2")
+        await pilot.pause(2.2)                           # the Docs tab follows the ingest job too
+        await settle(pilot)
+        docs_line = text(app, "#docs-job")
+        await pilot.press("9")
+        await settle(pilot)
         await pilot.press("c")                           # cancel the selected (only) job
         await settle(pilot)
         for _ in range(300):
@@ -298,9 +310,10 @@ def test_a_job_outlives_the_ui_is_reattached_cancelled_and_resumed(tmp_path: Pat
             await pilot.pause(0.2)
         await pilot.pause(1.2)                           # the tab reloads every second
         await settle(pilot)
-        return first, table_rows(app, "#jobs-table"), table_rows(app, "#jobs-stages")
-    first, after, stages = drive(root, reattach)
+        return first, docs_line, table_rows(app, "#jobs-table"), table_rows(app, "#jobs-stages")
+    first, docs_line, after, stages = drive(root, reattach)
     assert first[0][0] == job.job_id and first[0][1] in ("running", "done")
+    assert docs_line.startswith(f"ingest job {job.job_id}: ") and " files, last: " in docs_line
     cancelled = jobs.get(open_workspace(root), job.job_id)
     assert cancelled.state == "cancelled" and after[0][1] == "cancelled" and stages[0][0] == "ingest"
 

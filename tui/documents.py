@@ -20,13 +20,25 @@ class DocumentsPane(Pane):
         with Horizontal(classes="bar"):
             yield Input(placeholder="folder or file to ingest, Enter starts a job", id="docs-path")
             yield Input(placeholder="access groups (a,b)", id="docs-groups", classes="narrow")
+        yield Static(id="docs-job", markup=False)
         yield DataTable(id="docs-table", cursor_type="row")
         yield Static(id="docs-reason", markup=False)
 
-    def load(self) -> list[dict[str, Any]]:
-        return views.documents(self.ws)
+    refresh_seconds = 2.0
 
-    def show(self, rows: list[dict[str, Any]]) -> None:
+    def load(self) -> dict[str, Any]:
+        job = next((j for j in jobs.list_jobs(self.ws) if j.argv[:1] == ["ingest"]), None)
+        return {"rows": views.documents(self.ws), "job": job, "stages": job.stages() if job else [],
+                "notes": job.notes(3) if job else []}
+
+    def show(self, data: dict[str, Any]) -> None:
+        rows, job = data["rows"], data["job"]
+        if job is not None:
+            step = data["stages"][-1] if data["stages"] else None
+            self.query_one("#docs-job", Static).update(
+                f"ingest job {job.job_id}: {job.state}"
+                + (f", {step.done}/{step.total} files, last: {step.message}" if step else "")
+                + "".join(f"\n  {n}" for n in data["notes"]))
         self.rows = rows
         fill(self.query_one("#docs-table", DataTable), ["file", "status", "groups", "chunks", "when"],
              [[Path(r["path"]).name, r["status"], r["groups"], r["chunks"], r["when"]] for r in rows])

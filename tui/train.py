@@ -31,7 +31,7 @@ class TrainPane(Pane):
         row = self.query_one("#train-runs", DataTable).cursor_row
         chosen = runs[min(max(row, 0), len(runs) - 1)]["run_id"] if runs else None
         return {"runs": runs, "curve": views.curve(self.ws, chosen) if chosen else {}, "run": chosen,
-                "models": views.models_made(self.ws)}
+                "models": views.models_made(self.ws), "checks": views.equivalence(self.ws)}
 
     def show(self, data: dict[str, Any]) -> None:
         fill(self.query_one("#train-runs", DataTable), ["run", "started", "status", "steps", "train", "validation"],
@@ -46,9 +46,12 @@ class TrainPane(Pane):
             if points:
                 plt.plot([s for s, _ in points], [v for _, v in points], label=split, marker="braille")
         plot.refresh()
-        made = data["models"][:3]
+        made, checks = data["models"][:3], data["checks"]
         self.query_one("#train-models", Static).update(
-            "models made here: " + ("; ".join(f"{m['name']} ({m['role']})" for m in made) if made else "none yet"))
+            "models made here: " + ("; ".join(f"{m['name']} ({m['role']})" for m in made) if made else "none yet")
+            + ("\nlast export's check: " + "; ".join(
+                f"{c['form']} {'passed' if c['passed'] else 'FAILED'} (agreement {c['agreement']:.0%}, "
+                f"logprob diff {c['logprob_diff']:.3f})" for c in checks) if checks else ""))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.reload()
