@@ -79,7 +79,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     from tui.app import run
 
-    run(cliutil.workspace(args))
+    run(cliutil.workspace(args), args.set)
     return cliutil.EXIT_OK
 
 

@@ -70,16 +70,19 @@ def still_running(process: list[dict[str, Any]]) -> bool:
     return last["kind"] != "run_interrupted" and last.get("host") == socket.gethostname() and _alive(last.get("pid"))
 
 
-def close_superseded(ws: Workspace, kind: str, start_kind: str, why: str) -> list[str]:
-    """Close the killed or interrupted runs of a job that resumes by being run again (ingest): the new run goes on
-    from what they wrote, so they end as `superseded` and `audit verify` stays clean. Runs still working are left."""
+def stopped_runs(ws: Workspace, kind: str, start_kind: str) -> list[str]:
+    """The runs of `kind` left unclosed by a process that is gone (killed or interrupted)."""
     with AuditStore(ws.audit_path) as store:
-        closed = []
-        for info in store.runs((kind,)):
-            if info.status is None and not still_running(store.events(info.run_id, start_kind, *PROCESS_EVENTS)):
-                store.reopen_run(info.run_id).close("superseded", reason=why)
-                closed.append(info.run_id)
-    return closed
+        return [info.run_id for info in store.runs((kind,)) if info.status is None
+                and not still_running(store.events(info.run_id, start_kind, *PROCESS_EVENTS))]
+
+
+def close_superseded(ws: Workspace, run_ids: list[str], why: str) -> None:
+    """Close stopped runs of a job that resumes by being run again (ingest) once a later run has gone on from what
+    they wrote: they end as `superseded`, so `audit verify` stays clean."""
+    with AuditStore(ws.audit_path) as store:
+        for run_id in run_ids:
+            store.reopen_run(run_id).close("superseded", reason=why)
 
 
 def process_event(command: str, **more: Any) -> dict[str, Any]:

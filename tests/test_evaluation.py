@@ -279,9 +279,13 @@ def test_gold_checks_do_not_flag_absence_claims_or_a_summary_of_other_passages()
     found = deterministic_checks(q(more), more, PASSAGES, "", [], source)
     assert flags(found) == [] and found[0]["check"] == "evidence_incomplete" and found[0]["passage"] == source
     assert [f["check"] for f in flags(deterministic_checks(q(more), more, PASSAGES, "", []))] == ["not_stated"]
-    unrelated = "Specialists are never paid in gold."
-    assert [f["check"] for f in flags(deterministic_checks(q(more), more, PASSAGES, "", [], unrelated))] == [
-        "not_stated"]
+    for elsewhere in ("Specialists are never paid in gold.",    # too little of the clause
+                      "Mercenaries are hired troops who will enter dungeons, lairs and ruins."):   # the opposite
+        assert [f["check"] for f in flags(deterministic_checks(q(more), more, PASSAGES, "", [], elsewhere))] == [
+            "not_stated"], elsewhere
+    invented = "Elves never roll larger than d6 for hit points, and tenants may not record meetings in the hall."
+    assert [f["check"] for f in flags(deterministic_checks(q(invented), invented, PASSAGES, "", []))] == [
+        "not_stated"]                                          # not a claim about the source: still checked
 
 
 def test_unknown_condition_and_strategy_are_refused(ws, capsys) -> None:

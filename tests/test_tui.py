@@ -223,10 +223,10 @@ def test_audit_console_is_read_only_verifies_and_exports(ws_dir: Path) -> None:
         await settle(pilot)
         still = table_rows(app, "#audit-result")
         app.query_one("#audit-result", DataTable).focus()
-        await pilot.press("ctrl+o")
+        await pilot.press("f4")
         await settle(pilot)
         exported = text(app, "#audit-status")
-        await pilot.press("ctrl+v")
+        await pilot.press("f3")
         await settle(pilot)
         return result, still, exported, text(app, "#audit-status"), [n for n in app._notifications]
     result, still, exported, verified, notes = drive(ws_dir, steps)

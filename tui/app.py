@@ -56,9 +56,10 @@ class ApplianceApp(App[None]):
                 Binding("escape", "leave_input", "Leave input", show=False),
                 *[Binding(str(i + 1), f"show_tab('{tab}')", label, show=False) for i, (tab, label, _) in enumerate(TABS)]]
 
-    def __init__(self, ws: Workspace) -> None:
+    def __init__(self, ws: Workspace, overrides: list[str] | None = None) -> None:
         super().__init__()
         self.ws = ws
+        self.overrides = overrides or []      # the --set options the UI was started with; its jobs get them too
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="home"):
@@ -98,5 +99,5 @@ class ApplianceApp(App[None]):
                             lambda: self.query_one("#pane-audit", AuditPane).action_verify())
 
 
-def run(ws: Workspace) -> None:
-    ApplianceApp(ws).run()
+def run(ws: Workspace, overrides: list[str] | None = None) -> None:
+    ApplianceApp(ws, overrides).run()

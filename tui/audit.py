@@ -16,8 +16,8 @@ from tui.base import Pane, fill
 
 
 class AuditPane(Pane):
-    BINDINGS = [Binding("ctrl+v", "verify", "Verify the chain"), Binding("ctrl+o", "export", "Export CSV"),
-                Binding("f2", "views", "Views")]
+    BINDINGS = [Binding("f2", "views", "Views"), Binding("f3", "verify", "Verify the chain"),
+                Binding("f4", "export", "Export CSV")]
     primary = "#audit-sql"
 
     def compose(self) -> ComposeResult:

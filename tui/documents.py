@@ -14,7 +14,7 @@ from tui.base import Pane, fill
 
 
 class DocumentsPane(Pane):
-    BINDINGS = [Binding("ctrl+r", "prune", "Re-ingest + prune")]
+    BINDINGS = [Binding("f6", "prune", "Ingest + prune")]
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="bar"):
@@ -27,7 +27,7 @@ class DocumentsPane(Pane):
     refresh_seconds = 2.0
 
     def load(self) -> dict[str, Any]:
-        job = next((j for j in jobs.list_jobs(self.ws) if j.argv[:1] == ["ingest"]), None)
+        job = next((j for j in jobs.list_jobs(self.ws) if j.command[:1] == ["ingest"]), None)
         return {"rows": views.documents(self.ws), "job": job, "stages": job.stages() if job else [],
                 "notes": job.notes(3) if job else []}
 
@@ -55,8 +55,7 @@ class DocumentsPane(Pane):
             self.app.notify("type a folder or file first", severity="warning")
             return
         groups = self.query_one("#docs-groups", Input).value.strip()
-        argv = ["ingest", path, *(["--groups", groups] if groups else []), *extra]
-        self.background(lambda: jobs.start(self.ws, argv), lambda j: self.app.notify(f"job {j.job_id}: {j.title}"))
+        self.start_job(["ingest", path, *(["--groups", groups] if groups else []), *extra], "Its files appear here.")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self._ingest([])

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Input, Select, Static
 
-from appliance import jobs, views
+from appliance import views
 from appliance.choices import STRATEGIES
 from tui.base import Pane, fill, pct
 
@@ -149,5 +149,4 @@ class EvaluatePane(Pane):
         for flag, box in (("--model", "#eval-model"), ("--adapter", "#eval-adapter")):
             value = self.query_one(box, Input).value.strip()
             argv += [flag, value] if value else []
-        self.background(lambda: jobs.start(self.ws, argv),
-                        lambda j: self.app.notify(f"job {j.job_id} started; its estimate and progress are in Jobs (9)"))
+        self.start_job(argv, "Its estimate and progress are in Jobs (9).")

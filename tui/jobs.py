@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Log, Static
 
 from appliance import jobs
-from tui.base import Pane, fill
+from tui.base import Pane, fill, selected_key
 
 
 def stage_rows(job: jobs.Job) -> list[list[Any]]:
@@ -24,6 +24,7 @@ def stage_rows(job: jobs.Job) -> list[list[Any]]:
 class JobsPane(Pane):
     BINDINGS = [Binding("c", "cancel", "Cancel job"), Binding("r", "resume", "Resume job")]
     refresh_seconds = 1.0
+    chosen: str | None = None       # the highlighted job's id (None: the newest)
 
     def compose(self) -> ComposeResult:
         yield Static("Jobs (run as processes of their own: closing this UI or the SSH session does not stop them)",
@@ -35,8 +36,7 @@ class JobsPane(Pane):
     def load(self) -> dict[str, Any]:
         listed = jobs.list_jobs(self.ws)
         rows = [jobs.describe(j) for j in listed]
-        table = self.query_one("#jobs-table", DataTable)
-        chosen = listed[min(table.cursor_row, len(listed) - 1)] if listed else None
+        chosen = next((j for j in listed if j.job_id == self.chosen), listed[0] if listed else None)
         return {"rows": rows, "job": chosen, "stages": stage_rows(chosen) if chosen else [],
                 "log": chosen.log_tail(60) if chosen else []}
 
@@ -50,20 +50,23 @@ class JobsPane(Pane):
         log.clear()
         log.write_lines(data["log"])
 
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "jobs-table" and event.row_key.value != self.chosen:
+            self.chosen = event.row_key.value
+            self.reload()
+
     def selected(self) -> jobs.Job | None:
-        table = self.query_one("#jobs-table", DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        key = selected_key(self.query_one("#jobs-table", DataTable))
         return jobs.get(self.ws, key) if key else None
 
     def action_cancel(self) -> None:
         job = self.selected()
         if job is not None:
-            self.background(lambda: jobs.cancel(job), lambda _: self.app.notify(f"asked job {job.job_id} to stop"))
+            self.background(lambda: jobs.cancel(job), lambda _: self.app.notify(f"asked job {job.job_id} to stop"),
+                            store=False)
 
     def action_resume(self) -> None:
         job = self.selected()
         if job is not None:
             self.background(lambda: jobs.resume(self.ws, job),
-                            lambda j: self.app.notify(f"job {j.job_id} started: {j.title}"))
+                            lambda j: self.app.notify(f"job {j.job_id} started: {j.title}", markup=False))

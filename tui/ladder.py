@@ -37,7 +37,7 @@ class LadderPane(Pane):
 
     def load(self) -> dict[str, Any]:
         runs = views.ladder_runs(self.ws)
-        job = next((j for j in jobs.list_jobs(self.ws) if j.argv[:1] == ["ladder"]), None)
+        job = next((j for j in jobs.list_jobs(self.ws) if j.command[:1] == ["ladder"]), None)
         decision = views.decisions(self.ws)[:1]
         record = ""
         if decision:
@@ -65,18 +65,14 @@ class LadderPane(Pane):
             self.query_one("#ladder-record", Markdown).update(data["record"] or "*no decision record yet*")
 
     def action_start(self, quick: bool) -> None:
-        running = [j for j in jobs.list_jobs(self.ws) if j.argv[:1] == ["ladder"] and j.state == "running"]
+        running = [j for j in jobs.list_jobs(self.ws) if j.command[:1] == ["ladder"] and j.state == "running"]
         if running:
             self.app.notify(f"the ladder is already running (job {running[0].job_id})", severity="warning")
             return
-        argv = ["ladder", *(["--quick"] if quick else [])]
-        self.background(lambda: jobs.start(self.ws, argv),
-                        lambda j: self.app.notify(f"job {j.job_id} started: {j.title}; it resumes what a killed "
-                                                  f"ladder left"))
+        self.start_job(["ladder", *(["--quick"] if quick else [])], "It reuses what a killed ladder finished.")
 
     def action_decide(self) -> None:
         sets = []
         for key in ROI_KEYS:
             sets += ["--set", f"ladder.{key}={self.query_one(f'#roi-{key}', Input).value.strip()}"]
-        self.background(lambda: jobs.start(self.ws, [*sets, "decide"]),
-                        lambda j: self.app.notify(f"job {j.job_id}: the record rendered again with these ROI inputs"))
+        self.start_job([*sets, "decide"], "The record is rendered again with these ROI inputs.")

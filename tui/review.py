@@ -58,8 +58,9 @@ class ReviewPane(Pane):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         p = self.current()
-        if p is None:
-            return
+        if p is None or p["pair_id"] == getattr(self, "shown", None):
+            return          # a refill of the same pair: the edit boxes keep what is being typed
+        self.shown = p["pair_id"]
         filters = "\n".join(f"  {'pass' if f['passed'] else 'FAIL'} {f['filter']}: {f['score']} (threshold "
                             f"{f['threshold']}) {f['detail'] or ''}" for f in p["filters"])
         self.query_one("#review-detail", Static).update(

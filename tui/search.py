@@ -28,16 +28,15 @@ class SearchPane(Pane):
         mode = str(self.query_one("#search-mode", Select).value)
         groups = [g.strip() for g in self.query_one("#search-groups", Input).value.split(",") if g.strip()]
         self.query_one("#search-text", Static).update("searching…")
-        self.background(lambda: self._search(query, mode, groups), self._show_hits)
+        self.background(lambda: self._search(query, mode, groups), self._show_hits, store=False)
 
     def _search(self, query: str, mode: str, groups: list[str]) -> Any:
         from appliance.access import entitlement
         from appliance.retrieval import Retriever
 
-        if getattr(self, "retriever", None) is None:
-            self.retriever = Retriever(self.ws.config, self.ws.index_dir)
-        self.retriever.require_chunks()
-        return self.retriever.search(query, mode=mode, groups=entitlement(self.ws.config).check(groups))
+        retriever = Retriever(self.ws.config, self.ws.index_dir)   # fresh: an ingest may have changed the index
+        retriever.require_chunks()
+        return retriever.search(query, mode=mode, groups=entitlement(self.ws.config).check(groups))
 
     def _show_hits(self, result: Any) -> None:
         self.hits = result.hits

@@ -42,9 +42,13 @@ _NEGATION = re.compile(r"\b(not|no|never|cannot|can't|nor|none|neither|without|i
                        re.I)
 _CAUSAL = re.compile(r"\b(because|due to|since|as a result|so that|the reason)\b", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
-# a clause that says the source is silent: "gives no reason", "does not say", "is not stated"
-_ABSENCE = re.compile(r"\b(?:no|not|never|nothing|nowhere)\b[^.;]{0,30}\b(?:reasons?|says?|said|stated?|states|"
-                      r"mention(?:s|ed)?|specif(?:y|ies|ied)|explain(?:s|ed)?|gives?|given|records?|recorded)\b", re.I)
+# a clause that says the source is silent: "the rules give no reason", "the manual does not say", "it is not
+# stated", "no reason is given" - the source named, or a passive of saying; "tenants may not record" is no such claim
+_SOURCE = r"\b(?:rules?|manual|documents?|documentation|text|source|polic(?:y|ies)|passages?|guide|handbook|standard)\b"
+_SAYING = r"(?:reasons?|says?|said|stated?|states|mention(?:s|ed)?|specif(?:y|ies|ied)|explain(?:s|ed)?|gives?|given)"
+_ABSENCE = re.compile(_SOURCE + r"[^.;]{0,40}\b(?:no|not|never|nothing)\b[^.;]{0,20}\b" + _SAYING + r"\b"
+                      r"|\b(?:is|are|was|were)\s+not\s+(?:stated|specified|mentioned|given|explained)\b"
+                      r"|\bno\s+reason\s+is\s+given\b", re.I)
 _CLAUSE = re.compile(r"[.;!?]\s+|,\s+(?:and|but|while|whereas)\s+|\n+")
 
 GOLD_SCHEMA = {
@@ -143,7 +147,7 @@ def deterministic_checks(q: Question, answer: str, passages_text: str, sections:
                 found.append({"check": "absence_claim", "severity": "unchecked", "passage": "",
                               "reason": f"{clause!r} says the source is silent; words cannot check that"})
                 continue
-            elsewhere = _supported_elsewhere(words, source_text)
+            elsewhere = _supported_elsewhere(clause, words, source_text)
             if elsewhere:
                 found.append({"check": "evidence_incomplete", "severity": "warning", "passage": elsewhere,
                               "reason": f"{clause!r} is not in the evidence but in this sentence of the source: "
@@ -159,10 +163,16 @@ def flags(found: list[dict[str, str]]) -> list[dict[str, str]]:
     return [f for f in found if "severity" not in f]
 
 
-def _supported_elsewhere(words: set[str], source_text: str) -> str:
-    """A sentence of the source that holds at least half of the clause's content words, three at least."""
-    best, overlap, _ = _best_sentence(words, [_Sentence(t, stems(t), set()) for t in _SENTENCE.split(source_text)])
-    return best if overlap >= 3 and len(words) - overlap <= len(words) / 2 else ""
+def _supported_elsewhere(clause: str, words: set[str], source_text: str) -> str:
+    """A sentence of the source that holds at least half of the clause's content words (three at least), says it
+    with the same polarity, and gives every number the clause gives ("not refunded after the first day" does not
+    support "refunded after 30 days")."""
+    best, overlap, unique = _best_sentence(words, [_Sentence(t, stems(t), set()) for t in _SENTENCE.split(source_text)])
+    if not unique or overlap < 3 or len(words) - overlap > len(words) / 2:
+        return ""
+    if bool(_NEGATION.search(clause)) != bool(_NEGATION.search(best)) or not claim_numbers(clause) <= claim_numbers(best):
+        return ""
+    return best
 
 
 def judge_gold(judge: Generator, q: Question, answer: str, context: str, repeats: int,

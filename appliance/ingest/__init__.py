@@ -6,11 +6,14 @@ with prune, files that vanished from the given folders are removed. A file that 
 """
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import hashlib
 import json
 import time
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +24,7 @@ from appliance.ingest.chunking import Chunk, chunker_params, structure_chunks, w
 from appliance.ingest.partition import SUPPORTED, Parsed, SkipFile, partition_file
 from appliance.models import sha256_file
 from appliance.progress import Progress
-from appliance.resume import close_superseded, process_event
+from appliance.resume import close_superseded, process_event, stopped_runs
 from appliance.retrieval.index import ChunkIndex, check_groups
 from appliance.workspace import Workspace
 
@@ -262,11 +265,34 @@ def ingest(ws: Workspace, paths: list[Path], groups: list[str] | None = None, pr
     t0 = time.perf_counter()
     ingestor = Ingestor(ws, check_groups(groups or []))
     files, outcomes = discover(paths)
+    with ingest_lock(ws):
+        stopped = stopped_runs(ws, "ingest", "ingest_start")
+        report = _ingest(ws, ingestor, paths, files, outcomes, stopped, prune, progress, command, t0)
+        close_superseded(ws, stopped, f"an ingest killed or interrupted here; ingest run {report.run_id} went on "
+                                      f"from the files it had written (each whole)")
+    return report
+
+
+@contextmanager
+def ingest_lock(ws: Workspace) -> Iterator[None]:
+    """One ingest at a time per workspace (a second is refused, not queued): the index and the audit run of an
+    interrupted ingest are only ever touched by the ingest holding this lock."""
+    ws.index_dir.mkdir(parents=True, exist_ok=True)
+    with (ws.index_dir / ".ingest.lock").open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError("another ingest is running in this workspace; wait for it (or cancel it) and run this "
+                             "one again") from None
+        yield
+
+
+def _ingest(ws: Workspace, ingestor: Ingestor, paths: list[Path], files: list[Path], outcomes: list[FileOutcome],
+            stopped: list[str], prune: bool, progress: Progress, command: str, t0: float) -> IngestReport:
     known = ingestor.index.documents_by_path()
-    superseded = close_superseded(ws, "ingest", "ingest_start", "an ingest killed or interrupted here; a later ingest went on from "
-                                                   "the files it had written (each whole)")
     with ws.run("ingest", command) as run:
         run.event("ingest_start", **process_event(command))
+        run.flush()                      # at once: another process must see that this one works on its run
         for o in outcomes:
             run.event("file_skipped", path=o.path, reason=o.detail)
         planned = ingestor.plan(files, known)
@@ -286,7 +312,7 @@ def ingest(ws: Workspace, paths: list[Path], groups: list[str] | None = None, pr
         if prune:
             outcomes += ingestor.prune(run, paths, files, known)
         # a killed ingest may have written files without rebuilding the indices over them
-        if superseded or any(o.status in ("ingested", "removed") for o in outcomes):
+        if stopped or any(o.status in ("ingested", "removed") for o in outcomes):
             progress.note("updating the full-text and vector indices", STAGE)
             ingestor.index.rebuild_indices()
         report = IngestReport(run_id=run.run_id, files=outcomes, seconds=round(time.perf_counter() - t0, 2),

@@ -57,6 +57,22 @@ class Job:
     pid: int
     folder: Path
     resumes: str | None = None      # the job this one continues
+    workspace: str = ""             # its workspace, absolute
+
+    @property
+    def command(self) -> list[str]:
+        """The command's words and options without the `--set` options given before it."""
+        words, rest = [], iter(self.argv)
+        for a in rest:
+            if a == "--set":
+                next(rest, None)
+            else:
+                words.append(a)
+        return words
+
+    @property
+    def spec_path(self) -> Path:
+        return self.folder / f"{self.job_id}.json"
 
     @property
     def log_path(self) -> Path:
@@ -82,7 +98,7 @@ class Job:
         rc = self.rc
         if rc is not None:
             return "done" if rc == 0 else "cancelled" if rc == EXIT_INTERRUPTED else "failed"
-        return "running" if _is_job_process(self.pid) else "killed"
+        return "running" if _is_job_process(self.pid, self.spec_path) else "killed"
 
     @property
     def resumable(self) -> bool:
@@ -116,13 +132,13 @@ class Job:
         return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:]
 
 
-def _is_job_process(pid: int) -> bool:
-    """The pid is alive and is a job runner (not a later process that reused the number)."""
+def _is_job_process(pid: int, spec: Path) -> bool:
+    """The pid is alive and is this job's runner (not a later process that reused the number)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"appliance.jobs" in cmdline and b"<defunct>" not in cmdline and _not_zombie(pid)
+    return b"appliance.jobs" in cmdline and str(spec).encode() in cmdline and _not_zombie(pid)
 
 
 def _not_zombie(pid: int) -> bool:
@@ -136,30 +152,38 @@ def jobs_dir(ws: Workspace) -> Path:
     return ws.root / "jobs"
 
 
+def _write(path: Path, text: str) -> None:
+    """Write a file whole (a reader never sees half of it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def start(ws: Workspace, argv: list[str], title: str = "", resumes: str | None = None) -> Job:
-    """Start `appliance ARGV` (in this workspace) as a job of its own and return it at once."""
+    """Start `appliance ARGV` (in this workspace) as a job of its own and return it at once. It runs in this
+    process's directory (paths in ARGV mean what they mean here); the workspace is passed as an absolute path."""
     if not argv:
         raise UsageError("a job needs a command")
-    folder = jobs_dir(ws)
+    folder = jobs_dir(ws).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     job_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     spec = folder / f"{job_id}.json"
     record = {"job_id": job_id, "argv": argv, "title": title or " ".join(argv), "resumes": resumes,
-              "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "pid": 0}
-    spec.write_text(json.dumps(record))
+              "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "pid": 0,
+              "workspace": str(ws.root.resolve()), "cwd": os.getcwd()}
+    _write(spec, json.dumps(record))
     with (folder / f"{job_id}.log").open("ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "appliance.jobs", str(spec)], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ws.root)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=record["cwd"])
     record["pid"] = proc.pid
-    tmp = spec.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(spec)
+    _write(spec, json.dumps(record))
     return _load(spec)
 
 
 def _load(spec: Path) -> Job:
     r = json.loads(spec.read_text())
-    return Job(r["job_id"], r["argv"], r["title"], r["started_at"], int(r["pid"]), spec.parent, r.get("resumes"))
+    return Job(r["job_id"], r["argv"], r["title"], r["started_at"], int(r["pid"]), spec.parent, r.get("resumes"),
+               r.get("workspace") or str(spec.parent.parent))
 
 
 def list_jobs(ws: Workspace) -> list[Job]:
@@ -190,7 +214,7 @@ def resume(ws: Workspace, job: Job) -> Job:
         raise UsageError(f"job {job.job_id} is {job.state}; only a cancelled or killed job can be resumed")
     argv = list(job.argv)
     for prefix, (kind, start_kind) in RESUME_BY_ID.items():
-        if tuple(argv[: len(prefix)]) == prefix and "--resume" not in argv:
+        if tuple(job.command[: len(prefix)]) == prefix and "--resume" not in argv:
             run_id = _unfinished_run(ws, job.pid, kind, start_kind)
             if run_id is not None:
                 argv += ["--resume", run_id]
@@ -202,29 +226,30 @@ def _unfinished_run(ws: Workspace, pid: int, kind: str, start_kind: str) -> str 
     from appliance.audit import AuditStore
 
     with AuditStore(ws.audit_path) as store:
-        for info in store.runs((kind,)):
+        for info in reversed(store.runs((kind,))):       # the newest first
             if info.status is None and any(e.get("pid") == pid for e in store.events(info.run_id, start_kind)):
                 return info.run_id
     return None
 
 
 def run_job(spec: Path) -> int:
-    """The job process: run the command in this process with its events recorded, then write the exit status."""
-    from appliance.cli import main
-
+    """The job process: run the command in this process with its events recorded, then write the exit status.
+    The audit store records the command as `appliance ARGV`, as if typed."""
     job = _load(spec)
     os.environ[PROGRESS_ENV] = str(job.events_path)
+    sys.argv = ["appliance", *job.argv]
     rc = 1
     try:
-        rc = main(["--workspace", str(spec.parent.parent), *job.argv])
+        from appliance.cli import main
+
+        rc = main(["--workspace", job.workspace, *job.argv])
     except SystemExit as e:          # argparse refusing the command line
         rc = e.code if isinstance(e.code, int) else 2
     except KeyboardInterrupt:        # a cancel that came before the command could catch it
         rc = EXIT_INTERRUPTED
     finally:
-        tmp = job.rc_path.with_suffix(".tmp")
-        tmp.write_text(f"{rc}\n")
-        tmp.replace(job.rc_path)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second cancel must not cost the exit status
+        _write(job.rc_path, f"{rc}\n")
     return rc
 
 
