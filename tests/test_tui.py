@@ -279,6 +279,11 @@ def test_a_job_outlives_the_ui_is_reattached_cancelled_and_resumed(tmp_path: Pat
     folder = tmp_path / "docs"
     shutil.copytree(SAMPLES / "corpus", folder)
     (folder / "broken.pdf").write_bytes(b"%PDF-1.4 not really a pdf")
+    extra = []                      # enough files that the job is still running when it is cancelled
+    for i in range(40):
+        extra.append(f"note-{i:02d}.md")
+        (folder / extra[-1]).write_text(f"# Note {i}\n\nStation {i} was serviced on day {i} by team {i % 7}; "
+                                        f"its sensor reading was {i * 13} units.\n" * 3)
 
     async def start(pilot, app):
         await pilot.press("2")
@@ -296,13 +301,7 @@ def test_a_job_outlives_the_ui_is_reattached_cancelled_and_resumed(tmp_path: Pat
         first = table_rows(app, "#jobs-table")
         while not [e for e in jobs.get(app.ws, job.job_id).events() if e.kind == "step"]:
             await pilot.pause(0.2)
-        await pilot.press("2")
-        await pilot.pause(2.2)                           # the Docs tab follows the ingest job too
-        await settle(pilot)
-        docs_line = text(app, "#docs-job")
-        await pilot.press("9")
-        await settle(pilot)
-        await pilot.press("c")                           # cancel the selected (only) job
+        await pilot.press("c")                           # cancel the selected (only) job at its first file
         await settle(pilot)
         for _ in range(300):
             if jobs.get(app.ws, job.job_id).state != "running":
@@ -310,10 +309,14 @@ def test_a_job_outlives_the_ui_is_reattached_cancelled_and_resumed(tmp_path: Pat
             await pilot.pause(0.2)
         await pilot.pause(1.2)                           # the tab reloads every second
         await settle(pilot)
-        return first, docs_line, table_rows(app, "#jobs-table"), table_rows(app, "#jobs-stages")
+        after, stages = table_rows(app, "#jobs-table"), table_rows(app, "#jobs-stages")
+        await pilot.press("2")
+        await pilot.pause(2.2)                           # the Docs tab follows the ingest job too
+        await settle(pilot)
+        return first, text(app, "#docs-job"), after, stages
     first, docs_line, after, stages = drive(root, reattach)
     assert first[0][0] == job.job_id and first[0][1] in ("running", "done")
-    assert docs_line.startswith(f"ingest job {job.job_id}: ") and " files, last: " in docs_line
+    assert docs_line.startswith(f"ingest job {job.job_id}: cancelled, ") and " files, last: " in docs_line
     cancelled = jobs.get(open_workspace(root), job.job_id)
     assert cancelled.state == "cancelled" and after[0][1] == "cancelled" and stages[0][0] == "ingest"
 
@@ -328,7 +331,7 @@ def test_a_job_outlives_the_ui_is_reattached_cancelled_and_resumed(tmp_path: Pat
     assert wait_for(again.job_id, root, ("done", "failed")).state == "done"
     docs = views.documents(open_workspace(root))
     indexed = sorted(Path(d["path"]).name for d in docs if d["status"] == "indexed")
-    assert indexed == CORPUS_FILES
+    assert indexed == sorted(CORPUS_FILES + extra)
     skipped = [d for d in docs if d["status"] == "skipped"]
     assert [Path(d["path"]).name for d in skipped] == ["broken.pdf"] and skipped[0]["reason"]
     assert main(["--workspace", str(root), "audit", "verify"]) == 0
