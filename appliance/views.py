@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from appliance.audit import AuditStore, query
+from appliance.audit import AuditStore, query, records
 from appliance.workspace import Workspace
 
 PASS, FAIL, REFUSED, MISSING = "✓", "✗", "⊘", "·"      # symbols as well as colour: a monochrome terminal reads them
@@ -16,9 +16,7 @@ def _rows(ws: Workspace, sql: str, params: list[Any] | None = None) -> list[dict
     if not ws.audit_path.is_file():
         return []
     with AuditStore(ws.audit_path) as store:
-        cur = store.con.execute(sql, params or [])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return records(store.con, sql, params)
 
 
 def documents(ws: Workspace) -> list[dict[str, Any]]:

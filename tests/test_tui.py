@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import json
 import shutil
 import subprocess
 import sys
@@ -28,22 +27,20 @@ from tui.app import ApplianceApp
 
 SAMPLES = REPO_ROOT / "samples"
 CORPUS_FILES = sorted(p.name for p in (SAMPLES / "corpus").iterdir() if p.is_file() and not p.name.startswith("."))
-JUDGE_SAYS_INCORRECT = '{"reason": "different colour", "verdict": "incorrect"}'
 
 
 @pytest.fixture(scope="module")
 def ws_dir(tmp_path_factory) -> Path:
     """The samples ingested; two evaluation runs of three questions and ten synthetic pairs by scripted models."""
     from appliance.sdg.generate import generate_pairs
+    from tests.test_evaluation import JUDGE_SAYS_INCORRECT, small_set
     from tests.test_sdg import scripted_writer
 
     root = tmp_path_factory.mktemp("tuiws") / "ws"
     corpus = tmp_path_factory.mktemp("corpus") / "corpus"
     shutil.copytree(SAMPLES / "corpus", corpus)
     assert main(["--workspace", str(root), "ingest", str(corpus), "--json"]) == 0
-    questions = tmp_path_factory.mktemp("q") / "q.jsonl"
-    rows = [json.loads(line) for line in (SAMPLES / "questions.jsonl").read_text().splitlines() if line.strip()]
-    questions.write_text("\n".join(json.dumps(r) for r in rows if r["id"] in ("s07", "s12", "s28")) + "\n")
+    questions = small_set(tmp_path_factory.mktemp("q"), ["s07", "s12", "s28"])
     for answer in ("I don't know.", "Red"):
         evaluate_answers(open_workspace(root), questions, generator=FakeGenerator(lambda *_, a=answer: a),
                          judge_generator=FakeGenerator(lambda *_: JUDGE_SAYS_INCORRECT))

@@ -27,7 +27,7 @@ class DocumentsPane(Pane):
     refresh_seconds = 2.0
 
     def load(self) -> dict[str, Any]:
-        job = next((j for j in jobs.list_jobs(self.ws) if j.command[:1] == ["ingest"]), None)
+        job = jobs.latest(self.ws, "ingest")
         return {"rows": views.documents(self.ws), "job": job, "stages": job.stages() if job else [],
                 "notes": job.notes(3) if job else []}
 

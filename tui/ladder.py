@@ -37,7 +37,7 @@ class LadderPane(Pane):
 
     def load(self) -> dict[str, Any]:
         runs = views.ladder_runs(self.ws)
-        job = next((j for j in jobs.list_jobs(self.ws) if j.command[:1] == ["ladder"]), None)
+        job = jobs.latest(self.ws, "ladder")
         decision = views.decisions(self.ws)[:1]
         record = ""
         if decision:
@@ -65,9 +65,9 @@ class LadderPane(Pane):
             self.query_one("#ladder-record", Markdown).update(data["record"] or "*no decision record yet*")
 
     def action_start(self, quick: bool) -> None:
-        running = [j for j in jobs.list_jobs(self.ws) if j.command[:1] == ["ladder"] and j.state == "running"]
+        running = jobs.latest(self.ws, "ladder", "running")
         if running:
-            self.app.notify(f"the ladder is already running (job {running[0].job_id})", severity="warning")
+            self.app.notify(f"the ladder is already running (job {running.job_id})", severity="warning")
             return
         self.start_job(["ladder", *(["--quick"] if quick else [])], "It reuses what a killed ladder finished.")
 

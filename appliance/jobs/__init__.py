@@ -70,21 +70,13 @@ class Job:
                 words.append(a)
         return words
 
-    @property
-    def spec_path(self) -> Path:
-        return self.folder / f"{self.job_id}.json"
+    def _file(self, suffix: str) -> Path:
+        return self.folder / f"{self.job_id}{suffix}"
 
-    @property
-    def log_path(self) -> Path:
-        return self.folder / f"{self.job_id}.log"
-
-    @property
-    def events_path(self) -> Path:
-        return self.folder / f"{self.job_id}.events.jsonl"
-
-    @property
-    def rc_path(self) -> Path:
-        return self.folder / f"{self.job_id}.rc"
+    spec_path = property(lambda self: self._file(".json"))
+    log_path = property(lambda self: self._file(".log"))
+    events_path = property(lambda self: self._file(".events.jsonl"))
+    rc_path = property(lambda self: self._file(".rc"))
 
     @property
     def rc(self) -> int | None:
@@ -192,6 +184,11 @@ def list_jobs(ws: Workspace) -> list[Job]:
     if not folder.is_dir():
         return []
     return sorted((_load(p) for p in folder.glob("*.json")), key=lambda j: j.job_id, reverse=True)
+
+
+def latest(ws: Workspace, command: str, state: str | None = None) -> Job | None:
+    """The newest job of an `appliance COMMAND` (in `state`, if given)."""
+    return next((j for j in list_jobs(ws) if j.command[:1] == [command] and state in (None, j.state)), None)
 
 
 def get(ws: Workspace, job_id: str) -> Job:
