@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 
-from appliance import __version__, cliutil
+from appliance import __version__, cliutil, interrupts
 from appliance.choices import STRATEGIES
-from appliance.errors import Cancelled, UsageError
+from appliance.errors import UsageError
 from appliance.workspace import default_root, init_workspace
 
 
@@ -149,17 +150,21 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, name, default)
     from appliance.audit import AuditError
 
+    if threading.current_thread() is threading.main_thread():
+        interrupts.install()
     try:
         return args.func(args)
-    except UsageError as e:
-        print(f"appliance: error: {e}", file=sys.stderr)
-        return cliutil.EXIT_USAGE
-    except AuditError as e:
-        print(f"appliance: audit store: {e}", file=sys.stderr)
-        return cliutil.EXIT_PROBLEM
-    except (KeyboardInterrupt, Cancelled):
-        print("appliance: interrupted (a run in progress is left resumable)", file=sys.stderr)
-        return cliutil.EXIT_INTERRUPTED
+    except BaseException as e:
+        if interrupts.is_interrupt(e):
+            print("appliance: interrupted (a run in progress is left resumable)", file=sys.stderr)
+            return cliutil.EXIT_INTERRUPTED
+        if isinstance(e, UsageError):
+            print(f"appliance: error: {e}", file=sys.stderr)
+            return cliutil.EXIT_USAGE
+        if isinstance(e, AuditError):
+            print(f"appliance: audit store: {e}", file=sys.stderr)
+            return cliutil.EXIT_PROBLEM
+        raise
 
 
 if __name__ == "__main__":

@@ -3,14 +3,18 @@
 Each verify rule has a test whose tampering only that rule catches (the forger recomputes what the others check).
 """
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from appliance import interrupts
 from appliance.audit import AuditError, AuditStore, ReadOnlyQueryError, _chained_tables, _load, checkpoint, query
 from appliance.audit.migrations import MIGRATIONS
 from appliance.audit.chain import row_hash
@@ -238,6 +242,30 @@ def test_an_interrupted_run_is_left_resumable_not_sealed(tmp_path: Path) -> None
         with store.resumed(run.run_id) as again:
             _answer(again, "after the resume")
         assert store.verify().ok
+
+
+def test_a_ctrl_c_that_duckdb_turns_into_its_own_error_still_leaves_the_run_resumable(tmp_path: Path) -> None:
+    """DuckDB raises RuntimeError("Query interrupted") for a SIGINT that lands in a query (a job's cancel did, in CI):
+    after the CLI's handler has seen the signal, that error is the interrupt, not a failure."""
+    path = tmp_path / "audit.duckdb"
+    previous = signal.getsignal(signal.SIGINT)
+    interrupts.install()
+    try:
+        with AuditStore(path) as store:
+            with pytest.raises(RuntimeError, match="interrupted") as raised:
+                with store.run("test", "pytest", {}, "0") as run:
+                    _answer(run, "written")
+                    run.flush()
+                    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+                    duckdb.connect().execute("SELECT count(*) FROM range(100000000000)").fetchall()
+            assert interrupts.is_interrupt(raised.value)
+            assert [f.problem for f in store.verify().findings] == ["unclosed"]
+            assert [e["reason"] for e in store.events(run.run_id, "run_interrupted")] == ["interrupted"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    interrupts.install()                  # a later error, with no interrupt since, is a failure again
+    signal.signal(signal.SIGINT, previous)
+    assert not interrupts.is_interrupt(RuntimeError("Query interrupted"))
 
 
 def test_two_processes_write_runs_at_once_and_the_chains_hold(tmp_path: Path) -> None:

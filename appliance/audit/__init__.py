@@ -36,6 +36,7 @@ from appliance.audit.chain import CHAIN_COLUMNS, Finding, VerifyReport, row_hash
 from appliance.audit.ledger import Head
 from appliance.audit.migrations import MIGRATIONS
 from appliance.errors import Cancelled, UsageError
+from appliance.interrupts import is_interrupt
 
 __all__ = ["AuditStore", "AuditError", "Head", "Run", "RunInfo", "ReadOnlyQueryError", "config_sha256", "records"]
 
@@ -228,7 +229,7 @@ class AuditStore:
                     if not lost_race or attempt == WRITE_RETRIES - 1:
                         raise
                     time.sleep(0.01 * (attempt + 1))
-                except duckdb.Error:
+                except BaseException:  # an interrupt too: the connection may be held, the run go on writing
                     _rollback(con)
                     raise
 
@@ -468,7 +469,10 @@ def _closing(run: Run) -> Iterator[Run]:
     kill would: it can be resumed."""
     try:
         yield run
-    except (KeyboardInterrupt, Cancelled) as e:
+    except BaseException as e:
+        if not is_interrupt(e):
+            run.close("failed", error=f"{type(e).__name__}: {e}")
+            raise
         run.discard()
         run.store._open_runs.discard(run.run_id)
         try:  # say that no process works on it any more (a kill cannot say so; a resume then checks the pid)
@@ -476,9 +480,6 @@ def _closing(run: Run) -> Iterator[Run]:
             run.flush()
         except (duckdb.Error, AuditError):
             run.discard()
-        raise
-    except BaseException as e:
-        run.close("failed", error=f"{type(e).__name__}: {e}")
         raise
     run.close("ok")
 
