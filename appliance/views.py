@@ -137,8 +137,35 @@ def decisions(ws: Workspace) -> list[dict[str, Any]]:
 
 
 def rungs(ws: Workspace, ladder_run: str) -> list[dict[str, Any]]:
-    return _rows(ws, "SELECT label, seconds, reused, created_at FROM v_ladder_rungs WHERE run_id = ? "
-                     "ORDER BY created_at", [ladder_run])
+    """The ladder run's plan (its latest `ladder_plan` event: each rung, reuse or its estimate) beside what each rung
+    took: label, planned ("reuse", estimated seconds or None), seconds, state (done, reused, next, waiting; not run
+    once the run has ended without it)."""
+    done = _rows(ws, "SELECT label, seconds, reused FROM v_ladder_rungs WHERE run_id = ? ORDER BY created_at",
+                 [ladder_run])
+    plan = _rows(ws, "SELECT payload_json FROM events WHERE run_id = ? AND kind = 'ladder_plan' "
+                     "ORDER BY seq DESC LIMIT 1", [ladder_run])
+    rows = [{"label": p["rung"], "planned": "reuse" if p["state"] == "reuse" else p["estimate_s"], "seconds": None,
+             "state": "waiting"} for p in (json.loads(plan[0]["payload_json"])["rungs"] if plan else [])]
+    at = -1                                        # where the last finished rung stands
+    for d in done:
+        i = next((i for i, r in enumerate(rows) if r["label"] == d["label"]), None)
+        if i is None:                              # a rung the plan did not name (the probes' evaluations)
+            at += 1
+            rows.insert(at, {"label": d["label"], "planned": None})
+        else:
+            at = i
+        rows[at] |= {"seconds": d["seconds"], "state": "reused" if d["reused"] else "done"}
+    ended = _rows(ws, "SELECT (SELECT status FROM v_runs WHERE run_id = ?) AS status, EXISTS (SELECT 1 FROM events "
+                      "WHERE run_id = ? AND kind = 'decision_record') AS decided", [ladder_run, ladder_run])[0]
+    for r in rows:
+        if r["label"] == "decide" and ended["decided"]:
+            r["state"] = "done"
+        elif r["state"] == "waiting" and ended["status"] is not None:
+            r["state"] = "not run"                  # the run ended without it (no dataset to train on, a failure)
+    nxt = next((r for r in rows if r["state"] == "waiting"), None)
+    if nxt is not None:
+        nxt["state"] = "next"
+    return rows
 
 
 def ladder_runs(ws: Workspace) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from appliance import views
 from appliance.audit import query
 from appliance.cli import main
 from appliance.models import REPO_ROOT
@@ -110,8 +111,14 @@ def test_the_whole_ladder_on_tiny_inputs_ends_in_a_record_that_reads_back(corpus
     figures_read_back(ws_dir, rec)
 
     t0 = time.perf_counter()
-    again = Ladder(open_workspace(ws_dir, settings), plan, Progress(), "test", writer=scripted_writer()).ladder()
+    ladder = Ladder(open_workspace(ws_dir, settings), plan, Progress(), "test", writer=scripted_writer())
+    planned = ladder.preview()
+    again = ladder.ladder()
     assert again["rungs"] == first["rungs"] and again["record"]["verdict"] == rec["verdict"]
+    assert all(r["state"] == "reuse" for r in planned if r["key"])     # the rungs keyed before it starts
+    shown = views.rungs(open_workspace(ws_dir), again["run_id"])     # the plan recorded, beside what each rung took
+    assert {r["label"] for r in shown} == set(again["rungs"]) | {r["rung"] for r in planned}
+    assert {r["state"] for r in shown} == {"reused", "done"}
     con = duckdb.connect(str(ws_dir / "audit.duckdb"), read_only=True)
     reused = con.execute("SELECT count(*) FILTER (WHERE CAST(json_extract(payload_json, '$.reused') AS BOOLEAN)), "
                          "count(*) FROM events WHERE run_id = ? AND kind = 'ladder_rung_done'",

@@ -246,6 +246,35 @@ def test_ladder_tab_without_a_ladder_says_how_to_start(ws_dir: Path) -> None:
     assert "no ladder job yet: s starts the quick profile" in drive(ws_dir, steps)
 
 
+def test_ladder_tab_shows_the_plan_beside_what_each_rung_took(tmp_path: Path) -> None:
+    """The plan the ladder recorded when it started (reuse or an estimate per rung) beside the rungs it finished,
+    a rung the plan did not name (the probes' evaluations) in its place, and the next rung marked."""
+    ws = open_workspace(tmp_path / "ws")
+    plan = [{"rung": "ingest", "state": "reuse", "estimate_s": None}, {"rung": "gold", "state": "run", "estimate_s": 2.0},
+            {"rung": "answers:m", "state": "run", "estimate_s": 400.0}, {"rung": "sdg", "state": "run",
+                                                                         "estimate_s": None},
+            {"rung": "train", "state": "run", "estimate_s": None}]
+    with ws.run("ladder", "test: a ladder's plan and rungs") as run:
+        run.event("ladder_plan", rungs=plan)
+        for label, seconds, reused in (("ingest", 20.0, True), ("gold", 1.4, False), ("answers:m", 380.0, False),
+                                       ("probe:base", 90.0, False)):
+            run.event("ladder_rung_done", rung=label.split(":")[0], label=label, key=label, outputs={},
+                      seconds=seconds, reused=reused)
+        run.flush()
+        rows = views.rungs(ws, run.run_id)      # while it runs
+    assert [r["state"] for r in views.rungs(ws, run.run_id)][-2:] == ["not run", "not run"]    # once it ended
+    assert [(r["label"], r["state"]) for r in rows] == [("ingest", "reused"), ("gold", "done"), ("answers:m", "done"),
+                                                        ("probe:base", "done"), ("sdg", "next"), ("train", "waiting")]
+
+    async def steps(pilot, app):
+        await pilot.press("7")
+        await settle(pilot)
+        return table_rows(app, "#ladder-rungs")
+    assert drive(tmp_path / "ws", steps, size=(100, 30)) == [
+        ["ingest", "reuse", "20 s", "reused"], ["gold", "~2 s", "1 s", "done"], ["answers:m", "~6.7 min", "380 s", "done"],
+        ["probe:base", "", "90 s", "done"], ["sdg", "", "", "not run"], ["train", "", "", "not run"]]
+
+
 # --- jobs: real processes ---------------------------------------------------------------------------------------------
 
 def wait_for(job_id: str, ws_dir: Path, states: tuple[str, ...], timeout: float = 300) -> jobs.Job:
@@ -266,6 +295,30 @@ def test_a_job_that_cannot_start_fails_with_its_message(workspace: Path) -> None
     assert any("no golden set" in line for line in done.log_tail())
     with pytest.raises(Exception, match="only a cancelled or killed job"):
         jobs.resume(ws, done)
+
+
+def test_the_eval_tab_follows_the_eval_job_it_started(workspace: Path) -> None:
+    """Enter starts `eval answers` as a job; the tab shows the job's state and what it said (a job that cannot
+    start: its error is in its log, its state failed)."""
+    open_workspace(workspace)
+
+    async def steps(pilot, app):
+        await pilot.press("4")
+        await settle(pilot)
+        box = app.query_one("#eval-questions", Input)
+        box.value = str(workspace / "missing.jsonl")
+        box.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        for _ in range(600):
+            if text(app, "#eval-job").startswith("eval job ") and ": failed" in text(app, "#eval-job"):
+                break
+            await pilot.pause(0.2)
+        return text(app, "#eval-job")
+    line = drive(workspace, steps)
+    job = jobs.list_jobs(open_workspace(workspace))[0]
+    assert job.command[:4] == ["eval", "answers", "--questions", str(workspace / "missing.jsonl")]
+    assert line == f"eval job {job.job_id}: failed" and job.rc == 2
 
 
 @pytest.mark.slow

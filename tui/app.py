@@ -38,7 +38,7 @@ DataTable { height: 1fr; }
 .detail { height: 7; border-top: solid $primary; }
 .record { height: 2fr; }
 #home-summary { height: auto; padding: 0 1; }
-#docs-job { height: auto; max-height: 4; }
+#docs-job, #eval-job { height: auto; max-height: 4; }
 #audit-views { height: 5; }
 #jobs-table { height: 7; }
 #jobs-stages { height: 5; }

@@ -102,5 +102,22 @@ def fill(table: DataTable, columns: list[str], rows: list[list[Any]], keys: list
         table.move_cursor(row=keys.index(key) if keys and key in keys else min(max(row, 0), len(rows) - 1))
 
 
+def job_status(ws: Workspace, command: str, notes: int = 3) -> dict[str, Any]:
+    """The newest job of `appliance COMMAND` with its latest step and notes (read in a worker: files only)."""
+    job = jobs.latest(ws, command)
+    return {"job": job, "step": (job.stages() or [None])[-1] if job else None, "notes": job.notes(notes) if job else []}
+
+
+def job_line(status: dict[str, Any], unit: str) -> str:
+    """`COMMAND job ID: STATE, DONE/TOTAL UNIT, last: MESSAGE` and the job's notes (its estimate, skipped files)."""
+    job, step = status["job"], status["step"]
+    if job is None:
+        return ""
+    total = "?" if step is None or step.total is None else step.total
+    return (f"{job.command[0]} job {job.job_id}: {job.state}"
+            + (f", {step.done}/{total} {unit}, last: {step.message}" if step else "")
+            + "".join(f"\n  {n}" for n in status["notes"]))
+
+
 def pct(v: float | None) -> str:
     return "" if v is None else f"{v:.0%}"

@@ -9,8 +9,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Static
 
-from appliance import jobs, views
-from tui.base import Pane, fill
+from appliance import views
+from tui.base import Pane, fill, job_line, job_status
 
 
 class DocumentsPane(Pane):
@@ -27,18 +27,11 @@ class DocumentsPane(Pane):
     refresh_seconds = 2.0
 
     def load(self) -> dict[str, Any]:
-        job = jobs.latest(self.ws, "ingest")
-        return {"rows": views.documents(self.ws), "job": job, "stages": job.stages() if job else [],
-                "notes": job.notes(3) if job else []}
+        return {"rows": views.documents(self.ws), "job": job_status(self.ws, "ingest")}
 
     def show(self, data: dict[str, Any]) -> None:
-        rows, job = data["rows"], data["job"]
-        if job is not None:
-            step = data["stages"][-1] if data["stages"] else None
-            self.query_one("#docs-job", Static).update(
-                f"ingest job {job.job_id}: {job.state}"
-                + (f", {step.done}/{step.total} files, last: {step.message}" if step else "")
-                + "".join(f"\n  {n}" for n in data["notes"]))
+        rows = data["rows"]
+        self.query_one("#docs-job", Static).update(job_line(data["job"], "files"))
         self.rows = rows
         fill(self.query_one("#docs-table", DataTable), ["file", "status", "groups", "chunks", "when"],
              [[Path(r["path"]).name, r["status"], r["groups"], r["chunks"], r["when"]] for r in rows])

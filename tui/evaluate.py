@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Input, Select, Static
 
 from appliance import views
 from appliance.choices import STRATEGIES
-from tui.base import Pane, fill, pct
+from tui.base import Pane, fill, job_line, job_status, pct
 
 COLOURS = {views.PASS: "green", views.FAIL: "red", views.REFUSED: "yellow"}
 
@@ -31,10 +31,31 @@ class EvaluatePane(Pane):
                          classes="narrow")
             yield Input(placeholder="model (default: models.generator)", id="eval-model")
             yield Input(placeholder="adapter (optional)", id="eval-adapter")
+        job = Static(id="eval-job", markup=False)
+        job.display = False                 # shown once there is an eval job to follow
+        yield job
         yield DataTable(id="eval-runs", cursor_type="row")
         yield DataTable(id="eval-matrix", cursor_type="cell")
         with VerticalScroll(classes="detail"):
             yield Static(id="eval-detail", markup=False)
+
+    def on_mount(self) -> None:
+        self.set_interval(2.0, self._follow_job)
+
+    def _follow_job(self) -> None:
+        if self.is_on_screen:
+            self.background(lambda: job_status(self.ws, "eval"), self._show_job, store=False)
+
+    def _show_job(self, status: dict[str, Any]) -> None:
+        """The newest eval job: its estimate (its first note) before its first answer, then its progress; when it
+        ends, its run joins the list."""
+        line = self.query_one("#eval-job", Static)
+        line.update(job_line(status, "answers"))
+        line.display = status["job"] is not None
+        job = status["job"]
+        seen, self.job_seen = getattr(self, "job_seen", None), (job.job_id, job.state) if job else None
+        if seen is not None and seen != self.job_seen:
+            self.reload()
 
     def load(self) -> list[dict[str, Any]]:
         return views.eval_runs(self.ws)
@@ -138,7 +159,8 @@ class EvaluatePane(Pane):
         self.query_one("#eval-detail", Static).update("\n".join(lines))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter in any of the boxes starts `eval answers` as a job (its estimate is its first line, in Jobs)."""
+        """Enter in any of the boxes starts `eval answers` as a job (it measures the model's speed and says its
+        estimate before its first answer; Jobs can cancel it then)."""
         questions = self.query_one("#eval-questions", Input).value.strip()
         if not questions:
             self.app.notify("type the golden set's path first", severity="warning")
@@ -149,4 +171,4 @@ class EvaluatePane(Pane):
         for flag, box in (("--model", "#eval-model"), ("--adapter", "#eval-adapter")):
             value = self.query_one(box, Input).value.strip()
             argv += [flag, value] if value else []
-        self.start_job(argv, "Its estimate and progress are in Jobs (9).")
+        self.start_job(argv, "Its estimate, then its progress, show above the runs (and in Jobs, 9).")

@@ -1,5 +1,6 @@
-"""Ladder: start or resume the whole ladder as a job, its rungs as they finish, and the decision record (verdict,
-rule, figures, ROI worksheet; the ROI inputs editable, the record rendered again with them)."""
+"""Ladder: start or resume the whole ladder as a job, its plan (each rung: reused or its estimate) beside what each
+rung took as it finishes, and the decision record (verdict, rule, figures, ROI worksheet; the ROI inputs editable,
+the record rendered again with them)."""
 from __future__ import annotations
 
 import json
@@ -57,9 +58,10 @@ class LadderPane(Pane):
         if d:
             lines.append(f"verdict: {d['verdict']} (rule {d['rule']}): {d['because']}")
         self.query_one("#ladder-status", Static).update("\n".join(lines))
-        fill(self.query_one("#ladder-rungs", DataTable), ["rung", "seconds", "reused"],
-             [[r["label"], f"{r['seconds']:.0f}" if r["seconds"] is not None else "", "yes" if r["reused"] else ""]
-              for r in data["rungs"]])
+        running = job is not None and job.state == "running"
+        fill(self.query_one("#ladder-rungs", DataTable), ["rung", "plan", "took", "state"],
+             [[r["label"], _planned(r["planned"]), f"{r['seconds']:.0f} s" if r["seconds"] is not None else "",
+               "running" if r["state"] == "next" and running else r["state"]] for r in data["rungs"]])
         if data["record"] != getattr(self, "shown_record", None):
             self.shown_record = data["record"]
             self.query_one("#ladder-record", Markdown).update(data["record"] or "*no decision record yet*")
@@ -76,3 +78,7 @@ class LadderPane(Pane):
         for key in ROI_KEYS:
             sets += ["--set", f"ladder.{key}={self.query_one(f'#roi-{key}', Input).value.strip()}"]
         self.start_job([*sets, "decide"], "The record is rendered again with these ROI inputs.")
+
+
+def _planned(v: str | float | None) -> str:
+    return "" if v is None else v if isinstance(v, str) else f"~{v / 60:.1f} min" if v >= 60 else f"~{v:.0f} s"

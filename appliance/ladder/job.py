@@ -88,6 +88,7 @@ class Ladder:
         self.cfg = ws.config
         self.out: dict[str, dict[str, Any]] = {}       # rung label -> outputs
         self.seconds: dict[str, float] = {}            # rung label -> seconds it took (when it ran)
+        self.planned: list[dict[str, Any]] = []        # preview()'s rows, recorded with the run
         self.run: Any = None
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
@@ -207,6 +208,7 @@ class Ladder:
                 and r["rung"].split(":")[0] in ("answers", "scaling", "adapted")]
         if todo:
             self.estimate_evals(todo)
+        self.planned = rows
         return rows
 
     def estimate_evals(self, rows: list[dict[str, Any]]) -> None:
@@ -256,6 +258,8 @@ class Ladder:
             kind, payload = (("run_resumed", process_event(self.command)) if killed else
                              ("ladder_start", process_event(self.command, **start)))
             run.event(kind, **payload)
+            if self.planned:         # the plan as shown before starting (each start of a resumed run adds its own)
+                run.event("ladder_plan", rungs=self.planned)
             run.flush()
             self.progress.start(STAGE, RUNGS.index(p.until) + 1, "rungs")
             n = 0
