@@ -165,6 +165,8 @@ class LadderConfig:
     reviewed_pairs_min: int = 200           # reviewed pairs before fine-tuning may be recommended (the seeds' rule)
     min_questions: int = 10                 # fewer golden questions than this: insufficient evidence
     max_regressions: int = 0                # questions right before and wrong after adaptation that are tolerated
+    judge_crosscheck: int = 60              # check-settled answers the judge model is asked about too (`eval
+                                            # crosscheck`), so the two layers' agreement is measured (0: not asked)
     questions_per_month: int = 10000        # ROI: answers the deployment serves a month
     hardware_cost_per_hour: float = 1.0     # ROI: cost of an hour of the machine that answers and trains
     labour_cost_per_hour: float = 60.0      # ROI: cost of an hour of a reviewer's time

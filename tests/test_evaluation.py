@@ -428,6 +428,35 @@ def test_rejudge_points_at_the_old_answers_and_uses_the_new_key(ws, capsys, tmp_
     assert code == 0 and verify["ok"]
 
 
+def test_crosscheck_asks_the_judge_about_what_the_checks_settled(ws, capsys, tmp_path: Path) -> None:
+    """Only check-settled answers go to the judge model (not its own verdicts, not refusals); both verdicts of each
+    are recorded in a run of their own, and the agreement is what they say."""
+    from appliance.evaluation.crosscheck import crosscheck_run
+
+    qs = small_set(tmp_path, ["s07", "s12", "s28"])
+    workspace = open_workspace(ws)
+    first = evaluate_answers(workspace, qs, generator=scripted_model(question_texts(qs)),
+                             judge_generator=FakeGenerator(lambda *_: JUDGE_SAYS_INCORRECT, name="scripted-judge"))
+    settled = {(o["id"], o["condition"]): (o["method"], o["verdict"]) for o in first["questions"]}
+    asked = sorted(k for k, (m, _) in settled.items() if m not in ("judge", "refusal"))
+    assert asked == [("s07", "oracle"), ("s12", "closed-book"), ("s12", "oracle")]    # "Red", "90 days" twice
+    assert {settled[k][1] for k in asked} == {"correct"}
+    says_correct = FakeGenerator(lambda *_: '{"reason": "same", "verdict": "correct"}', name="agreeing-judge")
+    r = crosscheck_run(workspace, first["run_id"], judge_generator=says_correct)
+    assert (r["check_settled"], r["asked"], r["agree"], r["agreement"]) == (3, 3, 3, 1.0)
+    capped = crosscheck_run(workspace, first["run_id"], limit=2,
+                            judge_generator=FakeGenerator(lambda *_: JUDGE_SAYS_INCORRECT, name="scripted-judge"))
+    assert (capped["asked"], capped["agree"], capped["agreement"]) == (2, 0, 0.0)
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    rows = con.execute("SELECT json_extract_string(payload_json, '$.question_id'), json_extract_string(payload_json, "
+                       "'$.condition'), json_extract_string(payload_json, '$.judge_verdict') FROM events WHERE "
+                       "run_id = ? AND kind = 'crosscheck' ORDER BY seq", [r["run_id"]]).fetchall()
+    con.close()
+    assert sorted((q, c) for q, c, _ in rows) == asked and {v for *_, v in rows} == {"correct"}
+    code, verify, _ = run(capsys, ws, "audit", "verify", "--json")
+    assert code == 0 and verify["ok"]
+
+
 def newest_eval_run(ws: Path) -> tuple[str, str | None]:
     con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
     try:

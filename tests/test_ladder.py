@@ -109,6 +109,18 @@ def test_the_whole_ladder_on_tiny_inputs_ends_in_a_record_that_reads_back(corpus
         assert rec["verdict"] in text and "SELECT" in text
     assert "<svg" in Path(rec["paths"][1]).read_text()   # the plots are inline
     figures_read_back(ws_dir, rec)
+    value = {f["key"]: f["value"] for f in rec["figures"]}
+    primary = "tinycoder-random"        # the questions split by whether their evidence was trained on, every one once
+    assert value["split.seen.n"] + value["split.unseen.n"] == value[f"{primary}.rag.answerable"]
+    _, cards = query(ws_dir / "audit.duckdb", "SELECT card_json FROM datasets WHERE dataset_id = '"
+                     + first["rungs"]["dataset"]["dataset_id"] + "'")
+    seen = set(json.loads(cards[0][0])["golden_overlap"]["evidence_seen_in_training"])
+    _, answerable = query(ws_dir / "audit.duckdb", "SELECT question_id FROM judgements WHERE condition = 'rag' AND "
+                          f"kind <> 'unanswerable' AND run_id = '{first['rungs'][f'answers:{primary}']['run_id']}'")
+    assert value["split.seen.n"] == len({q for (q,) in answerable} & seen)
+    assert "by whether their gold evidence was among the training sources" in Path(rec["paths"][0]).read_text()
+    assert value["crosscheck.n"] == first["rungs"]["crosscheck"]["asked"] > 0     # the judge layers' agreement
+    assert value["crosscheck.agreement"] == first["rungs"]["crosscheck"]["agreement"]
 
     t0 = time.perf_counter()
     ladder = Ladder(open_workspace(ws_dir, settings), plan, Progress(), "test", writer=scripted_writer())

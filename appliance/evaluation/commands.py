@@ -1,4 +1,4 @@
-"""`appliance eval retrieval|answers|rejudge`, `appliance compare` and `appliance gold check`."""
+"""`appliance eval retrieval|answers|rejudge|crosscheck`, `appliance compare` and `appliance gold check`."""
 from __future__ import annotations
 
 import argparse
@@ -58,6 +58,25 @@ def cmd_eval_rejudge(args: argparse.Namespace) -> int:
         summary = rejudge_run(ws, args.run, Path(args.questions) if args.questions else None, progress=progress,
                               command=cliutil.command())
     cliutil.emit(args, summary, lambda: _print_eval_summary(summary))
+    return cliutil.EXIT_OK
+
+
+def cmd_eval_crosscheck(args: argparse.Namespace) -> int:
+    from appliance.evaluation.crosscheck import crosscheck_run
+
+    ws = cliutil.workspace(args)
+    with cliutil.progress(args) as progress:
+        r = crosscheck_run(ws, args.run, args.max, progress=progress, command=cliutil.command())
+
+    def human() -> None:
+        share = "n/a" if r["agreement"] is None else f"{r['agreement']:.1%}"
+        print(f"the judge model agrees with the checks on {r['agree']} of {r['asked']} check-settled answers ({share});"
+              f" {r['check_settled']} were check-settled in run {r['of']}")
+        for method, m in r["by_method"].items():
+            print(f"  {method:<9} {m['agree']}/{m['asked']}")
+        print(f"run {r['run_id']}")
+
+    cliutil.emit(args, r, human)
     return cliutil.EXIT_OK
 
 
@@ -134,6 +153,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("run", metavar="RUN_ID", help="an `eval answers` run (a unique prefix is enough)")
     p.add_argument("--questions", metavar="FILE", help="golden set to judge against (default: the run's own)")
     p.set_defaults(func=cmd_eval_rejudge)
+    p = esub.add_parser("crosscheck", parents=[common], help="ask the judge model about answers the deterministic "
+                        "checks settled, and record how often the two agree")
+    p.add_argument("run", metavar="RUN_ID", help="an `eval answers` run (a unique prefix is enough)")
+    p.add_argument("--max", type=int, help="answers asked at most (default ladder.judge_crosscheck)")
+    p.set_defaults(func=cmd_eval_crosscheck)
 
     p = sub.add_parser("compare", parents=[common], help="per-question flips and paired statistics of two runs")
     p.add_argument("run_a", metavar="RUN_A", help="baseline run id (a unique prefix is enough)")

@@ -141,8 +141,11 @@ class AnswerJudge:
 
     def __call__(self, q: Question, answer: str) -> Verdict:
         settled = deterministic(q, answer)
-        if settled is not None:
-            return settled
+        return settled if settled is not None else self.by_model(q, answer)
+
+    def by_model(self, q: Question, answer: str) -> Verdict:
+        """The judge model's verdict alone (what the checks could not settle; `eval crosscheck` asks it about what
+        they did settle)."""
         reference = q.answer + (f" (also accepted: {'; '.join(q.aliases)})" if q.aliases else "")
         prompt, stop = self.judge.render(ANSWER_JUDGE, question=q.question, reference=reference, candidate=answer)
         raws = ask_judge(self.judge, prompt, stop, JUDGE_SCHEMA, self.repeats, self.seed, max_tokens=80)

@@ -44,7 +44,7 @@ class StoredAnswer:
     wall_ms: float | None          # from the source run's question_done event, where it has one
 
 
-def _source(store: AuditStore, prefix: str) -> tuple[str, dict[str, Any], list[StoredAnswer]]:
+def source_answers(store: AuditStore, prefix: str) -> tuple[str, dict[str, Any], list[StoredAnswer]]:
     """The source run's id, its eval_answers_start payload, and its judged final answers in judging order."""
     run_id = store.find_run(prefix, ("eval-answers",)).run_id
     start = store.events(run_id, "eval_answers_start")[0]
@@ -70,7 +70,7 @@ def rejudge_run(ws: Workspace, run_prefix: str, questions_path: Path | None = No
     cfg = ws.config
     t_start = time.perf_counter()
     with AuditStore(ws.audit_path) as store:
-        source, start, answers = _source(store, run_prefix)
+        source, start, answers = source_answers(store, run_prefix)
     if not answers:
         raise UsageError(f"run {source} has no judged answers to judge again")
     questions_path = questions_path or Path(start["questions_file"])

@@ -139,6 +139,17 @@ def collect(con: duckdb.DuckDBPyConnection, out: dict[str, dict[str, Any]], mode
     for m in models:
         if f"answers:{m}" in out:
             eval_figures(f, m, out[f"answers:{m}"]["run_id"], CONDITIONS)
+    if out.get("crosscheck"):
+        x = out["crosscheck"]["run_id"]
+        w = f"FROM events WHERE run_id = {_lit(x)} AND kind = 'crosscheck'"
+        f.add("crosscheck.n", "check-settled answers the judge model was asked about too", f"SELECT count(*) {w}", x)
+        f.add("crosscheck.agreement", "share of them where the judge model's verdict is the checks' verdict",
+              "SELECT avg(CASE WHEN json_extract_string(payload_json, '$.judge_verdict') = json_extract_string("
+              f"payload_json, '$.check_verdict') THEN 1.0 ELSE 0.0 END) {w}", x)
+        f.add("crosscheck.disagree", "questions (condition) where they disagree",
+              "SELECT string_agg(json_extract_string(payload_json, '$.question_id') || ' (' || json_extract_string("
+              "payload_json, '$.condition') || ')', ' ' ORDER BY seq) " + w + " AND json_extract_string(payload_json,"
+              " '$.judge_verdict') <> json_extract_string(payload_json, '$.check_verdict')", x)
     scaling: dict[str, float] = {}
     for label, o in out.items():
         if label.startswith("scaling:") and o.get("run_id"):
@@ -196,7 +207,24 @@ def collect(con: duckdb.DuckDBPyConnection, out: dict[str, dict[str, Any]], mode
         f.add("compare.regressions", "regressions under rag (right before, wrong after)",
               f"SELECT string_agg(question_id, ' ' ORDER BY question_id) FROM v_regressions WHERE run_id = {c} "
               "AND condition = 'rag'", cmp["run_id"])
+    if out.get("adapted") and out.get("dataset") and f"answers:{primary}" in out:
+        seen_split(f, out[f"answers:{primary}"]["run_id"], out["adapted"]["run_id"], out["dataset"])
     return f, evidence_of(f, out, primary, scaling, flagged_ids, cfg)
+
+
+def seen_split(f: Figures, base: str, adapted: str, dataset: dict[str, Any]) -> None:
+    """Answerable rag questions split by whether their gold evidence was among the training sources (the dataset
+    card's golden overlap): base and adapted accuracy on each part, so a gain that is only memorised shows."""
+    d = f"FROM datasets WHERE dataset_id = {_lit(dataset['dataset_id'])} AND run_id = {_lit(dataset['run_id'])}"
+    seen = (f"(SELECT unnest(CAST(json_extract(card_json, '$.golden_overlap.evidence_seen_in_training') AS VARCHAR[]))"
+            f" {d})")
+    for part, test in (("seen", "IN"), ("unseen", "NOT IN")):
+        j = f"FROM judgements WHERE condition = 'rag' {ANSWERABLE} AND question_id {test} {seen}"
+        f.add(f"split.{part}.n", f"answerable rag questions whose evidence was {part.replace('un', 'not ')} in "
+              "training", f"SELECT count(*) {j} AND run_id = {_lit(base)}", base, dataset["run_id"])
+        for who, run_id in (("base", base), ("adapted", adapted)):
+            f.add(f"split.{part}.{who}", f"{who} rag accuracy, evidence {part.replace('un', 'not ')} in training",
+                  f"SELECT {CORRECT} {j} AND run_id = {_lit(run_id)}", run_id, dataset["run_id"])
 
 
 def evidence_of(f: Figures, out: dict[str, dict[str, Any]], primary: str, scaling: dict[str, float],

@@ -44,7 +44,7 @@ SECTIONS = {"ingest": ("ingest",), "gold": ("retrieval",), "retrieval": ("retrie
             "answers": ("llm", "retrieval", "eval"), "scaling": ("llm", "retrieval", "eval"),
             "sdg": ("llm", "sdg", "retrieval", "eval"), "dataset": ("sdg", "retrieval", "eval"),
             "probe": ("sdg", "retrieval", "eval"), "train": ("train",), "export": (), "adapted": ("llm", "retrieval", "eval"),
-            "compare": ("eval",)}
+            "compare": ("eval",), "crosscheck": ("llm", "eval")}
 
 
 def corpus_sha256(docs: Path) -> str:
@@ -282,6 +282,11 @@ class Ladder:
                 for m in models:
                     self.step("answers", f"answers:{m.name}", keys[f"answers:{m.name}"],
                               lambda resume, m=m: self._answers(m.name, resume), "eval-answers")
+                if cfg.ladder.judge_crosscheck:     # the judge model on check-settled answers: the layers' agreement
+                    source = self.out[f"answers:{models[0].name}"]["run_id"]
+                    self.step("answers", "crosscheck", key_of("crosscheck", cfg, n=cfg.ladder.judge_crosscheck,
+                                                             answers=keys[f"answers:{models[0].name}"]),
+                              lambda _: self._crosscheck(source))
                 advance("answers")
             primary = models[0]
             common = {"questions": questions_sha, "index": keys["ingest"]}
@@ -355,6 +360,12 @@ class Ladder:
 
         r = evaluate_retrieval(self.ws, self.plan.questions, groups=self.plan.groups, command=self.command)
         return {"run_id": r["run_id"], "recall_at_k": r["recall_at_k"], "k": r["k"]}
+
+    def _crosscheck(self, run_id: str) -> dict[str, Any]:
+        from appliance.evaluation.crosscheck import crosscheck_run
+
+        r = crosscheck_run(self.ws, run_id, progress=self.progress, command=self.command)
+        return {"run_id": r["run_id"], "asked": r["asked"], "agreement": r["agreement"]}
 
     def _eval(self, questions: Path, conditions: list[str], strategy: str, model: str, adapter: str | None,
               resume: str | None) -> dict[str, Any]:

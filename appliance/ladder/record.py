@@ -145,8 +145,8 @@ def render(ws: Workspace, out: dict[str, dict[str, Any]], models: list[str], run
         layers = "; ".join(f"{c}: {_v(figs, f'{primary}.{c}.by_checks')} by the deterministic checks, "
                            f"{_v(figs, f'{primary}.{c}.by_judge')} by the judge model" for c in conds)
         section(f"Failure attribution ({primary})",
-                f"Who settled the verdicts: {layers}. The judge model is asked only what the checks cannot settle, "
-                "so the two layers never both ran on one answer and their agreement is not measured here.",
+                f"Who settled the verdicts: {layers}. The judge model is asked only what the checks cannot settle; "
+                + _agreement_text(figs),
                 ["condition", "answerable right", "unanswerable refused [95% CI]", *FAILURE_KINDS[1:]], rows,
                 stacked("failures by kind", [(c, {k: figs.get(f"{primary}.{c}.fail.{k}") or 0
                                                    for k in FAILURE_KINDS}) for c in conds]))
@@ -175,8 +175,7 @@ def render(ws: Workspace, out: dict[str, dict[str, Any]], models: list[str], run
                 f"{_v(figs, 'compare.delta', '{:+.1%}')} (McNemar p {_v(figs, 'compare.p', '{:.4f}')}, 95 % interval "
                 f"[{_v(figs, 'compare.ci_low', '{:+.3f}')}, {_v(figs, 'compare.ci_high', '{:+.3f}')}]); regressions: "
                 f"{regs or 'none'}" + (f" [{figs.all['compare.regressions'].id}]" if "compare.regressions" in figs.all
-                                       else "") + ". The comparison report splits them by whether the gold "
-                "evidence was among the training sources (`appliance compare`).")
+                                       else "") + ". " + _split_text(figs))
         section("Adapted against base", text, ["condition", "base", "adapted", "base unanswerable refused",
                                                "adapted unanswerable refused"], rows,
                 "".join(bars(f"{c}: answerable right", [("base", figs.get(f"{primary}.{c}.accuracy") or 0),
@@ -248,3 +247,23 @@ def redecide(ws: Workspace, ladder_run: str | None, command: str) -> dict[str, A
     with ws.run("decide", command) as run:
         run.event("decide_start", ladder_run=info.run_id)
         return write_record(ws, run, out, start[0]["models"], seconds) | {"run_id": run.run_id}
+
+
+def _split_text(figs: Figures) -> str:
+    """The adapted-vs-base line split by whether the gold evidence was among the training sources."""
+    if figs.get("split.seen.n") is None:
+        return "No dataset card to split the questions by whether their evidence was trained on."
+    parts = [f"{part}: {_v(figs, f'split.{part}.n')} questions, {_pct(figs, f'split.{part}.base')} -> "
+             f"{_pct(figs, f'split.{part}.adapted')}" for part in ("seen", "unseen")]
+    return ("Answerable rag questions by whether their gold evidence was among the training sources (a gain only "
+            "on seen evidence is memorised, not learnt), base -> adapted: " + "; ".join(parts) + ".")
+
+
+def _agreement_text(figs: Figures) -> str:
+    """Where both layers ran (`eval crosscheck`): how often the judge model agrees with the checks."""
+    if not figs.get("crosscheck.n"):
+        return "the two layers were not both run on any answer, so their agreement is not measured here."
+    differed = _v(figs, "crosscheck.disagree") if figs.get("crosscheck.disagree") else "none"
+    return (f"asked about {_v(figs, 'crosscheck.n')} answers the checks had settled (refusals aside), it agreed "
+            f"on {_pct(figs, 'crosscheck.agreement')}; it differed on {differed}. A judge that differs often where "
+            "the checks are sure deserves less trust on the answers only it settled.")
