@@ -410,9 +410,12 @@ def test_snapshot_80x24(empty_ws: Path, snap_compare, key: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-def test_the_app_in_tmux_over_a_pseudo_terminal(ws_dir: Path) -> None:
-    session = f"appliance-tui-test-{int(time.time())}"
-    cmd = f"TERM=xterm-256color {sys.executable} -m appliance.cli --workspace {ws_dir} tui"
+@pytest.mark.parametrize("term, colours", [("xterm-256color", "auto"), ("xterm", "standard")])
+def test_the_app_in_tmux_over_a_pseudo_terminal(ws_dir: Path, term: str, colours: str) -> None:
+    """The app over a pseudo-terminal, keys sent and the screen read back: in a 256-colour terminal and in a
+    16-colour one (which gets only the 16 standard colours, and the matrix still reads by its symbols)."""
+    session = f"appliance-tui-test-{term}-{int(time.time())}"
+    cmd = f"TERM={term} TEXTUAL_COLOR_SYSTEM={colours} {sys.executable} -m appliance.cli --workspace {ws_dir} tui"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", cmd], check=True)
 
     def screen() -> str:
@@ -440,6 +443,10 @@ def test_the_app_in_tmux_over_a_pseudo_terminal(ws_dir: Path) -> None:
         subprocess.run(["tmux", "send-keys", "-t", session, "4"], check=True)
         shown = until("s07")
         assert ("✓" in shown or "✗" in shown or "⊘" in shown)
+        if colours == "standard":                        # no 256-colour or true-colour escape in what was drawn
+            raw = subprocess.run(["tmux", "capture-pane", "-p", "-e", "-t", session], capture_output=True,
+                                 text=True).stdout
+            assert "\x1b[" in raw and not any(c in raw for c in ("38;5;", "38;2;", "48;5;", "48;2;"))
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and subprocess.run(["tmux", "has-session", "-t", session],
