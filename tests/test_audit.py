@@ -289,6 +289,41 @@ def test_two_processes_write_runs_at_once_and_the_chains_hold(tmp_path: Path) ->
     assert report.runs == 30 and report.rows == 30 * (1 + 3 + 1)
 
 
+def test_a_commit_that_reports_failure_after_it_landed_is_not_written_twice(tmp_path: Path, monkeypatch) -> None:
+    import duckdb
+
+    import appliance.audit as audit
+
+    class CommitFailsOnceAfterLanding:  # DuckDB can raise at COMMIT after the WAL holds the write (a checkpoint after it)
+        failed = False
+
+        def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+            self.con = con
+
+        def execute(self, sql: str, *args):
+            result = self.con.execute(sql, *args)
+            if sql == "COMMIT" and not CommitFailsOnceAfterLanding.failed:
+                CommitFailsOnceAfterLanding.failed = True
+                raise duckdb.TransactionException("simulated: failed after commit")
+            return result
+
+        def __getattr__(self, name: str):
+            return getattr(self.con, name)
+
+    path = tmp_path / "audit.duckdb"
+    AuditStore(path).close()
+    real = audit._connect
+    monkeypatch.setattr(audit, "_connect", lambda *a, **k: CommitFailsOnceAfterLanding(real(*a, **k)))
+    with AuditStore(path) as store, store.run("test", "pytest", {}, "0") as run:
+        run.event("step", i=0)
+    monkeypatch.undo()
+    assert CommitFailsOnceAfterLanding.failed
+    with AuditStore(path) as store:
+        report = store.verify()
+        assert store.con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+    assert report.ok, [str(f) for f in report.findings]
+
+
 def test_a_run_is_found_by_its_id_or_a_unique_prefix_and_nothing_else(tmp_path: Path) -> None:
     from appliance.errors import UsageError
 

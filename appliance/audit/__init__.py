@@ -216,6 +216,7 @@ class AuditStore:
         with self._connection() as con:
             for attempt in range(WRITE_RETRIES):
                 con.execute("BEGIN TRANSACTION")
+                rows: list[tuple[str, dict[str, Any]]] = []
                 try:
                     rows = make(con)
                     for (table, cols), batch in _batches(rows).items():
@@ -225,6 +226,8 @@ class AuditStore:
                     return
                 except (duckdb.ConstraintException, duckdb.TransactionException) as e:
                     _rollback(con)
+                    if _landed(con, rows):  # a COMMIT that reported failure after it was made durable: not again
+                        return
                     lost_race = isinstance(e, duckdb.TransactionException) or "Duplicate key" in str(e)
                     if not lost_race or attempt == WRITE_RETRIES - 1:
                         raise
@@ -395,6 +398,19 @@ def _load(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, list[tuple[str, dic
             by_run.setdefault(row["run_id"], []).append((table, row))
     order = [r for (r,) in con.execute("SELECT run_id FROM runs ORDER BY created_at").fetchall()]
     return by_run, order
+
+
+def _landed(con: duckdb.DuckDBPyConnection, rows: list[tuple[str, dict[str, Any]]]) -> bool:
+    """Whether a write whose transaction ended in an error is in the store all the same (its last row is there:
+    a write is whole or absent), so that retrying it would write its rows twice."""
+    if not rows:
+        return False
+    table, row = rows[-1]
+    try:
+        return bool(con.execute(f"SELECT count(*) FROM {table} WHERE run_id = ? AND seq = ? AND row_hash = ?",
+                                [row["run_id"], row["seq"], row["row_hash"]]).fetchone()[0])
+    except duckdb.Error:
+        return False
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
