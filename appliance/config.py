@@ -61,6 +61,7 @@ class IngestConfig:
     window_tokens: int = 200                # window: size of each window
     window_overlap: int = 40                # window: word pieces shared by consecutive windows
     section_prefix: bool = True             # embed and index "section path" + text, so headings count
+    pdf_tables: bool = True                 # PDFs: ruled tables recovered with pdfplumber, rows with their header
     max_file_mb: int = 50                   # larger files are skipped and reported
     max_unzipped_mb: int = 200              # DOCX/PPTX/XLSX: refuse more uncompressed bytes than this...
     max_zip_ratio: int = 100                # ...or a compression ratio above this (zip bombs)

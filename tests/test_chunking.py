@@ -42,6 +42,26 @@ def test_structure_respects_size_sections_and_keeps_table_rows_whole() -> None:
         assert sum(row in c.text.splitlines() for c in table_chunks) == 1
 
 
+def test_the_sentence_before_a_table_travels_with_its_header_into_every_chunk_of_it() -> None:
+    rows = (("Code", "Meaning"),) + tuple((f"E{i:02d}", f"fault {i}") for i in range(30))
+    elements = [
+        Element("Title", "2 Errors", 2, ("2 Errors",), 0),
+        Element("NarrativeText", "The unit reports faults. Codes are listed below:", 2, ("2 Errors",)),
+        Element("Table", "ignored", 2, ("2 Errors",), rows=rows),
+    ]
+    chunks = structure_chunks(elements, IngestConfig(max_tokens=30, min_tokens=5, overlap_tokens=0), count)
+    table_chunks = [c for c in chunks if "Table" in c.element_types]
+    assert len(table_chunks) > 2
+    for c in table_chunks:  # caption, then header, then rows: in the first chunk and in every continuation
+        lines = c.text.splitlines()
+        at = lines.index("Codes are listed below:")
+        assert lines[at + 1] == "Code Meaning" and lines[at + 2].startswith("E")
+    assert sum("Codes are listed below:" in line for line in chunks[0].text.splitlines()) == 1  # moved, not copied
+    assert "The unit reports faults." in chunks[0].text
+    after_title = structure_chunks([elements[0], elements[2]], IngestConfig(max_tokens=30, min_tokens=5), count)
+    assert after_title[0].text.splitlines()[:2] == ["2 Errors", "Code Meaning"]  # a title is no caption
+
+
 def test_structure_overlap_repeats_the_tail_when_cutting_for_size() -> None:
     elements = [Element("NarrativeText", f"sentence {i} has five words", 1, ()) for i in range(20)]
     chunks = structure_chunks(elements, IngestConfig(max_tokens=30, min_tokens=5, overlap_tokens=6), count)

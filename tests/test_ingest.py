@@ -45,6 +45,7 @@ def test_every_format_is_ingested_with_provenance(ingested, capsys) -> None:
     top = out["hits"][0]
     assert top["file_name"] == "ws400-weather-station-manual.pdf" and top["page_start"] >= 1
     assert "E08" in top["text"] and top["section"]
+    assert "Code Description Probable cause Action" in top["text"].splitlines()  # the PDF table's row under its header
     for h in out["hits"]:
         assert h["vector_rank"] or h["fts_rank"]
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 STAGE = "ingest"
 # Bump when parsing or chunking code changes what a file turns into: every file is then re-ingested.
-PIPELINE_VERSION = 5
+PIPELINE_VERSION = 6
 
 
 @dataclass
@@ -132,7 +132,7 @@ def _search_text(chunk: Chunk, with_prefix: bool) -> str:
 
 def _signature(cfg: Config, groups: list[str], embedder_sha: str) -> str:
     blob = json.dumps({"chunker": chunker_params(cfg.ingest), "groups": groups, "embedder": embedder_sha,
-                       "pipeline": PIPELINE_VERSION}, sort_keys=True)
+                       "pipeline": PIPELINE_VERSION, "pdf_tables": cfg.ingest.pdf_tables}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -2,8 +2,9 @@
 
 - `structure`: follows the document: a new chunk at each section title (once the current one has min_tokens),
   never over max_tokens; a chunk cut for size inside a section starts with the last overlap_tokens of the previous
-  one (whole elements); a table is cut between rows only, and a chunk that continues a table repeats its header
-  row; an over-long paragraph is cut at sentence ends.
+  one (whole elements); a table is cut between rows only, its header row travels with the sentence before it
+  (caption or introduction), and a chunk that continues a table repeats both; an over-long paragraph is cut at
+  sentence ends.
 - `window`: a fixed window of window_tokens word pieces sliding with window_overlap, blind to structure (baseline).
 
 Every chunk records its chunker and parameters, its pages and section path.
@@ -69,11 +70,28 @@ def _split_long(text: str, limit: int, count: TokenCounter) -> list[str]:
     return pieces
 
 
+def _caption(units: list[_Unit], section: tuple[str, ...], limit: int, count: TokenCounter) -> str:
+    """Take the sentence just before a table (its caption, or the line that introduces it) off the unit it ends,
+    so that it travels with the table's header row; '' where the table follows a title or another table."""
+    if not units or units[-1].section != section or units[-1].kind in ("Title", "TableHeader", "TableRow"):
+        return ""
+    last = units[-1]
+    *rest, caption = [p for p in sentences(last.text) if p.strip()] or [""]
+    if not caption or count(caption) > limit // 4:
+        return ""
+    units.pop()
+    if rest:
+        text = " ".join(rest)
+        units.append(_Unit(text, last.kind, last.page, last.section, count(text)))
+    return caption
+
+
 def _units(elements: list[Element], limit: int, count: TokenCounter) -> list[_Unit]:
     units: list[_Unit] = []
     for el in elements:
         if el.kind == "Table" and len(el.rows) > 1:
-            header = " ".join(el.rows[0])
+            caption = _caption(units, el.section, limit, count)
+            header = "\n".join(filter(None, [caption, " ".join(el.rows[0])]))
             units.append(_Unit(header, "TableHeader", el.page, el.section, count(header)))
             for row in el.rows[1:]:
                 text = " ".join(row)

