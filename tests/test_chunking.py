@@ -36,9 +36,9 @@ def test_structure_respects_size_sections_and_keeps_table_rows_whole() -> None:
     table_chunks = [c for c in chunks if "Table" in c.element_types]
     assert len(table_chunks) > 1
     for c in table_chunks:
-        assert c.text.splitlines()[0] == "Code Meaning Action" or c.text.startswith("2 Errors")
+        assert c.text.splitlines()[0] == "Code\tMeaning\tAction" or c.text.startswith("2 Errors")
     for i in range(30):  # every row is whole in exactly one chunk
-        row = f"E{i:02d} fault {i} here fix {i} now"
+        row = f"E{i:02d}\tfault {i} here\tfix {i} now"  # cells tab-separated
         assert sum(row in c.text.splitlines() for c in table_chunks) == 1
 
 
@@ -55,11 +55,11 @@ def test_the_sentence_before_a_table_travels_with_its_header_into_every_chunk_of
     for c in table_chunks:  # caption, then header, then rows: in the first chunk and in every continuation
         lines = c.text.splitlines()
         at = lines.index("Codes are listed below:")
-        assert lines[at + 1] == "Code Meaning" and lines[at + 2].startswith("E")
+        assert lines[at + 1] == "Code\tMeaning" and lines[at + 2].startswith("E")
     assert sum("Codes are listed below:" in line for line in chunks[0].text.splitlines()) == 1  # moved, not copied
     assert "The unit reports faults." in chunks[0].text
     after_title = structure_chunks([elements[0], elements[2]], IngestConfig(max_tokens=30, min_tokens=5), count)
-    assert after_title[0].text.splitlines()[:2] == ["2 Errors", "Code Meaning"]  # a title is no caption
+    assert after_title[0].text.splitlines()[:2] == ["2 Errors", "Code\tMeaning"]  # a title is no caption
 
 
 def test_structure_overlap_repeats_the_tail_when_cutting_for_size() -> None:

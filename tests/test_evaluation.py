@@ -152,6 +152,15 @@ def test_gold_checks_flag_unsupported_keys(answer, check) -> None:
     assert check in [f["check"] for f in found], found
 
 
+def test_the_polarity_check_reads_a_table_row_cell_by_cell() -> None:
+    """A negation in one cell of a row does not contradict a clause that another cell of the row states."""
+    row = "Code\tCause\tAction\nE08\tNo heater supply on pins 6 and 7\tCheck the 24 V heater supply and fuse"
+    right = "The heater fails: check the 24 V heater supply and fuse"
+    wrong = "The heater fails: do not check the 24 V heater supply and fuse"
+    assert "polarity" not in [f["check"] for f in deterministic_checks(q(right), right, row, "", [])]
+    assert "polarity" in [f["check"] for f in deterministic_checks(q(wrong), wrong, row, "", [])]
+
+
 def test_gold_checks_pass_a_supported_key() -> None:
     answer = "The player rolls 1d20; the table gives the minimum number needed to Turn that type of undead."
     assert deterministic_checks(q(answer), answer, PASSAGES, "", []) == []

@@ -45,7 +45,7 @@ def test_every_format_is_ingested_with_provenance(ingested, capsys) -> None:
     top = out["hits"][0]
     assert top["file_name"] == "ws400-weather-station-manual.pdf" and top["page_start"] >= 1
     assert "E08" in top["text"] and top["section"]
-    assert "Code Description Probable cause Action" in top["text"].splitlines()  # the PDF table's row under its header
+    assert "Code\tDescription\tProbable cause\tAction" in top["text"].splitlines()  # the PDF table's header row, cell by cell
     for h in out["hits"]:
         assert h["vector_rank"] or h["fts_rank"]
 
@@ -55,7 +55,7 @@ def test_table_rows_stay_retrievable(ingested, capsys) -> None:
     _, out, _ = run(capsys, "--workspace", str(ws), "search", "price of the humidity and temperature module WS4-HUM-2",
                     "--json")
     rows = [line for h in out["hits"] for line in h["text"].splitlines() if line.startswith("WS4-HUM-2")]
-    assert rows and "2650" in rows[0].replace(",", "").replace(" ", "")
+    assert rows and "2650" in rows[0].replace(",", "").replace(" ", "") and "\t" in rows[0]
 
 
 def test_access_groups_are_enforced_inside_the_query(ingested, capsys) -> None:

@@ -77,6 +77,14 @@ def _best_sentence(clause_words: set[str], sentences: list[_Sentence]) -> tuple[
     return scored[0][1], scored[0][0], unique
 
 
+def _cell(clause_words: set[str], sentence: str) -> str:
+    """The cell of a table row (cells are tab-separated) that shares most words with the clause; any other sentence
+    whole. A row holds several statements: "No heater supply" in one cell does not negate "Check 24 V supply" in
+    the next."""
+    cells = sentence.split("\t")
+    return max(cells, key=lambda c: len(clause_words & stems(c))) if len(cells) > 1 else sentence
+
+
 def _number_swap(clause: str, words: set[str], sentences: list[_Sentence]) -> dict[str, str] | None:
     """A number (or dice expression) of the clause that the best-matching numeric passage sentence replaces with
     another of the same kind: "rolls 2d6" where the passage says "rolls 1d20"."""
@@ -136,7 +144,7 @@ def deterministic_checks(q: Question, answer: str, passages_text: str, sections:
         if swap:
             found.append(swap)
             continue
-        if unique and overlap >= 3 and bool(_NEGATION.search(clause)) != bool(_NEGATION.search(best)):
+        if unique and overlap >= 3 and bool(_NEGATION.search(clause)) != bool(_NEGATION.search(_cell(words, best))):
             found.append({"check": "polarity", "reason": f"says {clause!r}, the passage says the "
                                                          f"{'opposite' if _NEGATION.search(clause) else 'negative'}",
                           "passage": best})

@@ -86,15 +86,22 @@ def _caption(units: list[_Unit], section: tuple[str, ...], limit: int, count: To
     return caption
 
 
+def row_text(cells: tuple[str, ...] | list[str]) -> str:
+    """A table row as its cells separated by tabs: the model and the gold check see where each cell ends, while
+    search (the embedder's and BM25's tokenisers split on any whitespace) and evidence matching (normalise()) see
+    the same words as with spaces."""
+    return "\t".join(cells)
+
+
 def _units(elements: list[Element], limit: int, count: TokenCounter) -> list[_Unit]:
     units: list[_Unit] = []
     for el in elements:
         if el.kind == "Table" and len(el.rows) > 1:
             caption = _caption(units, el.section, limit, count)
-            header = "\n".join(filter(None, [caption, " ".join(el.rows[0])]))
+            header = "\n".join(filter(None, [caption, row_text(el.rows[0])]))
             units.append(_Unit(header, "TableHeader", el.page, el.section, count(header)))
             for row in el.rows[1:]:
-                text = " ".join(row)
+                text = row_text(row)
                 for piece in (_split_long(text, limit // 2, count) if count(text) > limit // 2 else [text]):
                     units.append(_Unit(piece, "TableRow", el.page, el.section, count(piece), table_header=header))
             continue
@@ -161,7 +168,7 @@ def window_chunks(elements: list[Element], cfg: IngestConfig, tokenize: Callable
     """
     parts, spans, pos = [], [], 0
     for el in elements:
-        text = "\n".join(" ".join(r) for r in el.rows) if el.kind == "Table" and el.rows else el.text
+        text = "\n".join(row_text(r) for r in el.rows) if el.kind == "Table" and el.rows else el.text
         parts.append(text)
         spans.append((pos, pos + len(text), el))
         pos += len(text) + 1

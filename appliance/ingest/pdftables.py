@@ -163,7 +163,7 @@ def with_tables(raw: list[Any], tables: list[PdfTable]) -> list[Any]:
 
     out = list(raw)
     for t in tables:
-        text = "\n".join(" ".join(r) for r in t.rows)
+        text = "\n".join("\t".join(r) for r in t.rows)
         element = Table(text=text, metadata=ElementMetadata(page_number=t.page, text_as_html=t.html()))
         boxes = [_box(e) for e in out]
         inside = [i for i, (page, box) in enumerate(boxes) if page == t.page and _inside(box, t.bbox)]
