@@ -71,6 +71,9 @@ def test_planted_broken_retrieval_and_wrong_key(corpus, tmp_path, capsys) -> Non
     assert r["rungs"]["retrieval"]["recall_at_k"] < 0.8
     rec = decide(capsys, ws, broken)
     assert (rec["verdict"], rec["locus"], rec["rule"]) == ("fix retrieval", "retrieval", "recall-below-min")
+    _, rows = query(ws / "audit.duckdb", "SELECT ladder_run, run_id FROM v_decisions ORDER BY created_at DESC LIMIT 1")
+    assert rows[0][0] == r["run_id"] != rows[0][1]  # the record names the ladder run it rests on, not only its own
+    assert f"ladder run {r['run_id']}, rendered again by decide run {rows[0][1]}" in Path(rec["paths"][0]).read_text()
     figures_read_back(ws, rec)
 
     wrong = tmp_path / "wrong-key.jsonl"

@@ -408,4 +408,20 @@ SELECT e.run_id, e.created_at, json_extract_string(e.payload_json, '$.verdict') 
 FROM events e WHERE e.kind = 'decision_record';
 """,
     ),
+    (
+        9,
+        "v_decisions names the ladder run whose rungs a record rests on (a `decide` run renders another's again)",
+        """
+CREATE OR REPLACE VIEW v_decisions AS
+SELECT e.run_id,
+       coalesce(json_extract_string(e.payload_json, '$.ladder_run'),
+                (SELECT json_extract_string(s.payload_json, '$.ladder_run') FROM events s
+                 WHERE s.run_id = e.run_id AND s.kind = 'decide_start' LIMIT 1), e.run_id) AS ladder_run,
+       e.created_at, json_extract_string(e.payload_json, '$.verdict') AS verdict,
+       json_extract_string(e.payload_json, '$.locus') AS locus, json_extract_string(e.payload_json, '$.rule') AS rule,
+       json_extract_string(e.payload_json, '$.because') AS because, json_extract(e.payload_json, '$.paths') AS paths_json,
+       json_extract(e.payload_json, '$.sha256') AS sha256_json, json_extract(e.payload_json, '$.figures') AS figures_json
+FROM events e WHERE e.kind = 'decision_record';
+""",
+    ),
 ]

@@ -334,7 +334,7 @@ class Ladder:
                 advance("compare")
             record = None
             if self.wanted("decide"):
-                record = write_record(self.ws, run, self.out, p.models, self.seconds)
+                record = write_record(self.ws, run, self.out, p.models, self.seconds, run.run_id)
                 advance("decide")
             seconds = round(time.perf_counter() - t_all, 1)
             run.event("ladder_summary", rungs=self.out, seconds=seconds,

@@ -214,12 +214,13 @@ def render(ws: Workspace, out: dict[str, dict[str, Any]], models: list[str], run
 
 
 def write_record(ws: Workspace, run: Any, out: dict[str, dict[str, Any]], models: list[str],
-                 rung_seconds: dict[str, float]) -> dict[str, Any]:
-    """Render the record, write reports/decision-<run>.md/.html and record it as a `decision_record` event of
-    `run`."""
-    md, page, d, ev, figs = render(ws, out, models, rung_seconds, run.run_id)
+                 rung_seconds: dict[str, float], ladder_run: str) -> dict[str, Any]:
+    """Render the record of `ladder_run`'s rung outputs, write reports/decision-<run>.md/.html and record it as a
+    `decision_record` event of `run` (the ladder run itself, or the `decide` run that rendered it again)."""
+    title = ladder_run if run.run_id == ladder_run else f"{ladder_run}, rendered again by decide run {run.run_id}"
+    md, page, d, ev, figs = render(ws, out, models, rung_seconds, title)
     written = write_pair(ws, f"decision-{run.run_id[:8]}-{time.strftime('%Y%m%dT%H%M%S')}", md, page)
-    record = {"verdict": d.verdict, "locus": d.locus, "rule": d.rule, "because": d.because,
+    record = {"ladder_run": ladder_run, "verdict": d.verdict, "locus": d.locus, "rule": d.rule, "because": d.because,
               "paths": [str(p) for p, _ in written], "sha256": [s for _, s in written],
               "figures": [g.to_dict() for g in figs.all.values()], "rungs": out, "models": models}
     run.event("decision_record", **record)
@@ -246,7 +247,7 @@ def redecide(ws: Workspace, ladder_run: str | None, command: str) -> dict[str, A
     seconds = {e["label"]: e["seconds"] for e in done}
     with ws.run("decide", command) as run:
         run.event("decide_start", ladder_run=info.run_id)
-        return write_record(ws, run, out, start[0]["models"], seconds) | {"run_id": run.run_id}
+        return write_record(ws, run, out, start[0]["models"], seconds, info.run_id) | {"run_id": run.run_id}
 
 
 def _split_text(figs: Figures) -> str:
