@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance.ingest.chunking import row_text
+
 MAX_CELL_CHARS = 300   # a longer cell is prose in a box (a frame, a note), not a table cell
 FRAGMENT_CHARS = 80    # a row with one filled cell no longer than this may be a wrapped cell's overflow line
 SLACK_PT = 2.0         # an element may reach this far out of a table's box and still belong to it
@@ -161,18 +163,17 @@ def with_tables(raw: list[Any], tables: list[PdfTable]) -> list[Any]:
     them; by position on its page where none was inside)."""
     from unstructured.documents.elements import ElementMetadata, Table
 
-    out = list(raw)
+    out = [(e, *_box(e)) for e in raw]  # each element with its page and box, read once
     for t in tables:
-        text = "\n".join("\t".join(r) for r in t.rows)
-        element = Table(text=text, metadata=ElementMetadata(page_number=t.page, text_as_html=t.html()))
-        boxes = [_box(e) for e in out]
-        inside = [i for i, (page, box) in enumerate(boxes) if page == t.page and _inside(box, t.bbox)]
+        element = Table(text="\n".join(row_text(r) for r in t.rows),
+                        metadata=ElementMetadata(page_number=t.page, text_as_html=t.html()))
+        inside = [i for i, (_, page, box) in enumerate(out) if page == t.page and _inside(box, t.bbox)]
         if inside:
             at, drop = inside[0], set(inside)
-            out = [e for i, e in enumerate(out) if i not in drop]
+            out = [x for i, x in enumerate(out) if i not in drop]
         else:
-            later = [i for i, (page, box) in enumerate(boxes) if page is not None
+            later = [i for i, (_, page, box) in enumerate(out) if page is not None
                      and (page > t.page or (page == t.page and box is not None and box[1] > t.bbox[1]))]
             at = later[0] if later else len(out)
-        out.insert(at, element)
-    return out
+        out.insert(at, (element, t.page, None))
+    return [e for e, _, _ in out]
