@@ -43,6 +43,7 @@ install_offline() {
   if [[ ! -x "$VENV/bin/python" ]]; then
     say "creating $VENV"
     "$PYTHON" -m venv "$VENV"
+    : > "$VENV/.install-lock.txt"     # nothing installed before: nothing to replace
   fi
   local want have=""
   want="$(sha256sum bundles/install-lock.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
@@ -53,6 +54,22 @@ install_offline() {
     "$VENV/bin/python" -m pip --isolated --disable-pip-version-check install --quiet --no-index \
       --find-links "$ROOT/bundles/wheels" --require-hashes --no-deps -r bundles/install-lock.txt \
       || die "pip refused the bundle (see above)"
+    # pip keeps an installed version even when the bundle's wheel of that version differs (llama-cpp-python rebuilt
+    # with other flags): reinstall every wheel not in the lock installed last time (all of them if that is unknown)
+    local changed; changed="$(mktemp)"
+    if [[ ! -f "$VENV/.install-lock.txt" ]]; then
+      grep -v '^#' bundles/install-lock.txt > "$changed"
+    elif [[ -s "$VENV/.install-lock.txt" ]]; then
+      grep -v '^#' bundles/install-lock.txt | grep -vxF -f "$VENV/.install-lock.txt" > "$changed" || true
+    fi
+    if [[ -s "$changed" ]]; then
+      say "replacing $(wc -l < "$changed") wheel(s) rebuilt or changed under the same version"
+      "$VENV/bin/python" -m pip --isolated --disable-pip-version-check install --quiet --no-index \
+        --find-links "$ROOT/bundles/wheels" --require-hashes --no-deps --force-reinstall -r "$changed" \
+        || die "pip refused the bundle (see above)"
+    fi
+    rm -f "$changed"
+    cp bundles/install-lock.txt "$VENV/.install-lock.txt"
     "$VENV/bin/python" -m pip --isolated --disable-pip-version-check install --quiet --no-index --no-deps \
       --no-build-isolation -e "$ROOT" || die "installing the appliance package failed"
     echo "$want" > "$VENV/.installed"

@@ -39,8 +39,13 @@ INSTALL_LOCK = BUNDLES / "install-lock.txt"
 WHEELS = BUNDLES / "wheels"
 SDIST = BUNDLES / "sdist"
 MODEL_PACKAGES = BUNDLES / "model-packages"
-# Portable llama.cpp build: no -march=native, so a bundle runs on any x86-64 CPU with AVX2 (override to taste).
-DEFAULT_LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+# llama.cpp built for every x86-64 CPU: no -march=native, and the CPU backend built once per instruction-set level
+# (GGML_CPU_ALL_VARIANTS, loaded at run time by appliance/llm/cpu.py), each variant installed into the wheel by
+# bundles/llama-cpu-variants.cmake. Override to taste (e.g. one native backend: drop the last three).
+CPU_VARIANTS_CMAKE = BUNDLES / "llama-cpu-variants.cmake"
+DEFAULT_LLAMA_CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF "
+                            "-DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON "
+                            f"-DCMAKE_PROJECT_llama_cpp_INCLUDE={CPU_VARIANTS_CMAKE}")
 BUILD_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "appliance" / "built-wheels"
 # Resolved but deliberately not installed (the install uses --no-deps, so nothing pulls them back in).
 EXCLUDED = {
@@ -98,14 +103,16 @@ def _is_sdist(path: Path) -> bool:
 def _build_wheel(sdist: Path) -> Path:
     """Build one source distribution into a wheel, cached by the sdist's hash and the build flags."""
     cmake_args = os.environ.get("APPLIANCE_LLAMA_CMAKE_ARGS", DEFAULT_LLAMA_CMAKE_ARGS)
-    key = hashlib.sha256((sha256_file(sdist) + cmake_args).encode()).hexdigest()[:16]
+    # keyed by what is built, not where this checkout lies: the include file by its content
+    flags = cmake_args.replace(str(CPU_VARIANTS_CMAKE), sha256_file(CPU_VARIANTS_CMAKE))
+    key = hashlib.sha256((sha256_file(sdist) + flags).encode()).hexdigest()[:16]
     cache = BUILD_CACHE / key
     built = sorted(cache.glob("*.whl")) if cache.is_dir() else []
     if not built:
         tmp = Path(tempfile.mkdtemp(dir=BUILD_CACHE.parent if BUILD_CACHE.parent.exists() else None))
         env = dict(os.environ, CMAKE_ARGS=cmake_args)
         env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
-        print(f"building {sdist.name} into a wheel (llama-cpp-python takes ~9 min on 2 cores)", file=sys.stderr)
+        print(f"building {sdist.name} into a wheel (llama-cpp-python takes ~15 min on 2 cores)", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp), str(sdist)], check=True, env=env)
         cache.mkdir(parents=True, exist_ok=True)
         for whl in tmp.glob("*.whl"):

@@ -68,6 +68,18 @@ def _backend() -> list[Check]:
     return checks
 
 
+def _cpu_kernels(ws: Workspace) -> list[Check]:
+    """Which of llama.cpp's CPU backends runs here (probed once on the default generator, then remembered)."""
+    from appliance.errors import UsageError
+    from appliance.llm.cpu import ensure_loaded
+
+    try:
+        _, model = ws.models.verified_path(ws.config.models.generator)
+        return [Check("llama.cpp CPU kernels", "ok", ensure_loaded(model).describe())]
+    except (ModelError, UsageError) as e:
+        return [Check("llama.cpp CPU kernels", "fail", str(e))]
+
+
 def _models(ws: Workspace, full: bool) -> list[Check]:
     """Every model the workspace can use (the manifest's and its own), its bytes checked against its sha256."""
     try:
@@ -110,7 +122,7 @@ def _access(ws: Workspace) -> list[Check]:
 
 def run_checks(ws: Workspace, full: bool = False) -> list[Check]:
     """Every check, in the order they are shown."""
-    return [_python(), *_backend(), *_models(ws, full), *_offline(), *_packages(), *_access(ws)]
+    return [_python(), *_backend(), *_cpu_kernels(ws), *_models(ws, full), *_offline(), *_packages(), *_access(ws)]
 
 
 def report(checks: list[Check]) -> dict:

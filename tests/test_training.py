@@ -209,7 +209,7 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(ws, capsy
     out, err = capsys.readouterr()
     assert code == 0, err
     s = json.loads(out)
-    assert s["steps"] == 40 and s["run_id"] == run_id
+    assert s["steps"] == 40 and s["run_id"] == run_id, (s, run_id)
     con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
     steps = con.execute("SELECT step FROM train_steps WHERE run_id = ? AND split = 'train' ORDER BY step",
                         [run_id]).fetchall()

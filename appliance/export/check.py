@@ -81,6 +81,9 @@ def llama_side(gguf: Path, lora: Path | None, prompts: list[list[int]], refs: li
     tokens scored by llama.cpp."""
     import llama_cpp
 
+    from appliance.llm.cpu import ensure_loaded
+
+    ensure_loaded(gguf)
     llm = llama_cpp.Llama(model_path=str(gguf), lora_path=str(lora) if lora else None, n_ctx=n_ctx,
                           n_threads=threads, logits_all=True, verbose=False)
     agree, diffs = [], []

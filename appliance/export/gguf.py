@@ -105,6 +105,9 @@ def quantize(source: Path, out: Path, quant: str, threads: int) -> None:
     """llama.cpp's quantizer through the binding (tensors whose width does not suit a K-quant fall back)."""
     import llama_cpp
 
+    from appliance.llm.cpu import ensure_loaded
+
+    ensure_loaded(source)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = QUANTS[quant]
     params.nthread = threads

@@ -37,6 +37,9 @@ class LlamaCppGenerator:
     def __init__(self, entry: ModelEntry, path: Path, cfg: LLMConfig, lora: Lora | None = None) -> None:
         import llama_cpp
 
+        from appliance.llm.cpu import ensure_loaded
+
+        ensure_loaded(path)
         self.entry = entry
         self.lora = lora
         self.identity = Identity(entry.name, entry.sha256, *(lora.identity() if lora else (None, None)))
