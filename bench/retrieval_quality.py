@@ -1,5 +1,7 @@
 """recall@5 and MRR for every chunker x retrieval mode, on ../shared/devset (skips cleanly when absent) and on
-samples/, in one run and one table: hybrid is compared with plain BM25 and plain vector search on the same chunks.
+samples/, in one run and one table: hybrid is compared with plain BM25 and plain vector search on the same chunks,
+and with the naive method a user would otherwise run: BM25 over fixed windows of ~1,000 characters (250 word pieces,
+no overlap, no structure), the row marked `naive`.
 
     .venv/bin/python bench/retrieval_quality.py [--k 5]
 """
@@ -22,6 +24,12 @@ SETS = {"devset": (REPO_ROOT.parent / "shared" / "devset" / "corpus", REPO_ROOT.
         "samples": (REPO_ROOT / "samples" / "corpus", REPO_ROOT / "samples" / "questions.jsonl")}
 
 
+# (label, workspace settings, modes): the product's chunkers, then the naive baseline
+RUNS = [("structure", ["ingest.chunker=structure"], ("vector", "fts", "hybrid")),
+        ("window", ["ingest.chunker=window"], ("vector", "fts", "hybrid")),
+        ("naive", ["ingest.chunker=window", "ingest.window_tokens=250", "ingest.window_overlap=0"], ("fts",))]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--k", type=int, default=5)
@@ -35,11 +43,11 @@ def main() -> None:
                 print(f"{name:>8}: {corpus} not found, skipped")
                 continue
             questions = [q for q in load_questions(qfile) if q.answerable]
-            for chunker in ("structure", "window"):
-                ws = init_workspace(tmp / f"{name}-{chunker}", [f"ingest.chunker={chunker}"])
+            for chunker, settings, modes in RUNS:
+                ws = init_workspace(tmp / f"{name}-{chunker}", settings)
                 report = ingest(ws, [corpus])
                 retriever = Retriever(ws.config, ws.index_dir)
-                for mode in ("vector", "fts", "hybrid"):
+                for mode in modes:
                     results = []
                     for q in questions:
                         rank = evidence_rank(q, retriever.search(q.question, k=args.k, mode=mode, groups=q.groups))[0]
