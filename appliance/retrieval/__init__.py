@@ -4,6 +4,7 @@ the OS user running it is entitled to (appliance/access.py)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -102,7 +103,7 @@ class Retriever:
         # the full-text search runs in a thread while the query is embedded and searched by vector (both release
         # the GIL in native code), so hybrid costs about the slower of the two, not their sum
         fts_job = self._pool.submit(self.index.fts_search, query, n, groups) if mode in ("fts", "hybrid") else None
-        qvec = self.embedder.embed([query])[0] if mode in ("vector", "hybrid") or rerank == "sentence" else None
+        qvec = self.embedder.embed_query(query) if mode in ("vector", "hybrid") or rerank == "sentence" else None
         if mode in ("vector", "hybrid"):
             vec_rows = self.index.vector_search(qvec.tolist(), n, groups)
         if fts_job is not None:
@@ -110,12 +111,11 @@ class Retriever:
         fused = _fuse(vec_rows, fts_rows, r, mode)
         if rerank == "sentence":
             fused = self._rerank_sentences(qvec, fused[: max(20, k * 4)]) + fused[max(20, k * 4):]
-        if r.mmr_lambda < 1.0:
-            fused = _mmr(fused, r.mmr_lambda)
+        ordered = _mmr(fused, r.mmr_lambda) if r.mmr_lambda < 1.0 else iter(fused)
         hits = []
         seen_content: set[str] = set()
         per_doc: dict[str, int] = {}
-        for row, score, vrank, frank in fused:
+        for row, score, vrank, frank in ordered:
             if row["content_sha256"] in seen_content:  # identical text from another file: keep the best-ranked
                 continue
             if r.max_per_doc and per_doc.get(row["doc_id"], 0) >= r.max_per_doc:
@@ -150,24 +150,25 @@ class Retriever:
         return [(fused[i][0], float(best[i]), fused[i][2], fused[i][3]) for i in order]
 
 
-def _mmr(fused: list, lam: float) -> list:
+def _mmr(fused: list, lam: float) -> Iterator:
     """Maximal marginal relevance: repeatedly take the candidate with the best lam * relevance - (1 - lam) * its
-    highest cosine to those already taken, so near-duplicates of the first hits give way to other evidence."""
+    highest cosine to those already taken, so near-duplicates of the first hits give way to other evidence. Yields
+    them in that order, as far as the caller reads (a search needs k of them, not the whole candidate list)."""
     if not fused:
-        return fused
+        return
     top = max(f[1] for f in fused) or 1.0
     vecs = np.array([f[0]["vector"] for f in fused], dtype=np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9
     rel = np.array([f[1] / top for f in fused])
-    chosen: list[int] = []
     best_sim = np.zeros(len(fused))
-    left = set(range(len(fused)))
-    while left:
-        i = max(left, key=lambda j: lam * rel[j] - (1 - lam) * best_sim[j])
-        chosen.append(i)
-        left.discard(i)
+    taken = np.zeros(len(fused), dtype=bool)
+    for _ in range(len(fused)):
+        gain = lam * rel - (1 - lam) * best_sim
+        gain[taken] = -np.inf
+        i = int(np.argmax(gain))          # the first of equals, as before
+        taken[i] = True
+        yield fused[i]
         best_sim = np.maximum(best_sim, vecs @ vecs[i])
-    return [fused[i] for i in chosen]
 
 
 def _fuse(vec_rows: list[dict], fts_rows: list[dict], r, mode: str) -> list[tuple[dict, float, int | None, int | None]]:
