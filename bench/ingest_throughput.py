@@ -40,7 +40,8 @@ def main() -> None:
                 by_fmt[fmt][0] += pages
                 by_fmt[fmt][1] += f.seconds
                 by_fmt[fmt][2] += 1
-            print(f"== {name}: {first.counts()} in {first.seconds:.1f} s, {first.chunks_total} chunks")
+            print(f"== {name}: {first.counts()} in {first.seconds:.1f} s, {first.chunks_total} chunks; embedding "
+                  f"{first.chunks_embedded} chunks took {first.embed_seconds:.1f} s ({first.embed_chunks_per_s} chunks/s)")
             print(f"{'format':>7} {'files':>6} {'pages':>7} {'seconds':>8} {'pages/s':>8}")
             for fmt, (pages, secs, n) in sorted(by_fmt.items()):
                 print(f"{fmt:>7} {n:>6} {pages:>7.1f} {secs:>8.2f} {pages / secs:>8.2f}")

@@ -95,11 +95,13 @@ def test_reingest_skips_unchanged_replaces_changed_and_prunes(ingested, corpus: 
     ws, _ = ingested
     code, out, _ = run(capsys, "--workspace", str(ws), "ingest", str(corpus), "--json")
     assert out["counts"] == {"unchanged": 8}
+    assert (out["chunks_embedded"], out["embed_chunks_per_s"]) == (0, None)   # nothing changed, nothing embedded
     notes = corpus / "ws400-firmware-release-notes.txt"
     notes.write_text(notes.read_text() + "\nFirmware 9.9.9 adds the quokka telemetry mode.\n")
     (corpus / "price-list-2026.csv").unlink()
     code, out, _ = run(capsys, "--workspace", str(ws), "ingest", str(corpus), "--prune", "--json")
     assert out["counts"] == {"ingested": 1, "unchanged": 6, "removed": 1}
+    assert out["chunks_embedded"] > 0 and out["embed_chunks_per_s"] > 0          # only the changed file's chunks
     _, hits, _ = run(capsys, "--workspace", str(ws), "search", "quokka telemetry mode", "-k", "1", "--mode", "fts", "--json")
     assert "quokka" in hits["hits"][0]["text"]
     _, hits, _ = run(capsys, "--workspace", str(ws), "search", "WS4-HUM-2 price NOK", "-k", "20", "--json")

@@ -61,6 +61,13 @@ class IngestReport:
     chunks_total: int
     over_window: int       # chunks whose section prefix + text exceed the embedder's window (their tail is not embedded)
     embedder_window: int
+    chunks_embedded: int = 0
+    embed_seconds: float = 0.0
+
+    @property
+    def embed_chunks_per_s(self) -> float | None:
+        """Embedding throughput of this run (chunks of changed files / seconds in the embedder)."""
+        return round(self.chunks_embedded / self.embed_seconds, 1) if self.embed_seconds else None
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -69,7 +76,7 @@ class IngestReport:
         return out
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"counts": self.counts()}
+        return asdict(self) | {"counts": self.counts(), "embed_chunks_per_s": self.embed_chunks_per_s}
 
 
 def discover(paths: list[Path]) -> tuple[list[Path], list[FileOutcome]]:
@@ -166,6 +173,8 @@ class Ingestor:
         self.access = AccessRules()
         self.params = chunker_params(self.cfg.ingest)
         self.over_window = 0
+        self.chunks_embedded = 0
+        self.embed_seconds = 0.0
 
     def plan(self, files: list[Path], known: dict[str, dict[str, Any]]) -> list[Planned]:
         """Each file with its hash, groups (command line + .access.toml) and the signature it must be indexed with."""
@@ -202,7 +211,10 @@ class Ingestor:
     def rows(self, p: Planned, chunks: list[Chunk]) -> list[dict[str, Any]]:
         """Index rows of the chunks (embedded with their section prefix), identical chunks kept once."""
         texts = [_search_text(c, self.cfg.ingest.section_prefix) for c in chunks]
+        t0 = time.perf_counter()
         vectors = self.embedder.embed(texts)
+        self.embed_seconds += time.perf_counter() - t0
+        self.chunks_embedded += len(texts)
         doc_id = hashlib.sha256(p.key.encode()).hexdigest()
         seen: set[str] = set()
         rows = []
@@ -317,7 +329,9 @@ def _ingest(ws: Workspace, ingestor: Ingestor, paths: list[Path], files: list[Pa
             ingestor.index.rebuild_indices()
         report = IngestReport(run_id=run.run_id, files=outcomes, seconds=round(time.perf_counter() - t0, 2),
                               chunks_total=ingestor.index.count(), over_window=ingestor.over_window,
-                              embedder_window=ingestor.embedder.max_tokens)
+                              embedder_window=ingestor.embedder.max_tokens, chunks_embedded=ingestor.chunks_embedded,
+                              embed_seconds=round(ingestor.embed_seconds, 2))
         run.event("ingest_summary", counts=report.counts(), chunks_total=report.chunks_total,
-                  over_window=report.over_window, seconds=report.seconds)
+                  over_window=report.over_window, seconds=report.seconds, chunks_embedded=report.chunks_embedded,
+                  embed_seconds=report.embed_seconds)
     return report

@@ -25,6 +25,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 print(f"  {f.status:<9} {f.path}: {f.detail or '; '.join(f.warnings)}")
         counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts().items()))
         print(f"{counts}; {report.chunks_total} chunks in the index; {report.seconds:.1f} s; run {report.run_id}")
+        if report.embed_chunks_per_s:
+            print(f"  embedded {report.chunks_embedded} chunks in {report.embed_seconds:.1f} s "
+                  f"({report.embed_chunks_per_s} chunks/s)")
         if report.over_window:
             print(f"  note: {report.over_window} new chunks exceed the embedder's {report.embedder_window}-piece window "
                   f"(their tails are not embedded, but remain searchable by full text)")
