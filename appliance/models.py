@@ -156,12 +156,12 @@ def _write_cache(entries: dict[str, dict]) -> None:
     path = _cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, json.dumps(entries, indent=1, sort_keys=True))
+        write_atomic(path, json.dumps(entries, indent=1, sort_keys=True))
     except OSError:
         pass  # no writable cache: models still verify, they are just hashed again next time
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -293,7 +293,7 @@ class ModelCatalog:
         shutil.move(str(source), target)
         try:
             records = [_record(m) for m in self.registered()] + [_record(entry)]
-            _write_atomic(self.workspace_models / REGISTRY_NAME, json.dumps({"models": records}, indent=1))
+            write_atomic(self.workspace_models / REGISTRY_NAME, json.dumps({"models": records}, indent=1))
         except BaseException:
             shutil.move(str(target), source)
             target.parent.rmdir()

@@ -20,6 +20,7 @@ TINY = REPO_ROOT / "models" / "tinycoder-random.gguf"
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("APPLIANCE_CACHE_DIR", raising=False)
     monkeypatch.delenv(cpu.FORCE_ENV, raising=False)
     return tmp_path / "cache" / "appliance" / "llama-cpu.json"
 

@@ -15,6 +15,7 @@ from appliance.retrieval.embed import Embedder
 @pytest.fixture
 def embedder(tmp_path: Path, monkeypatch) -> Embedder:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("APPLIANCE_CACHE_DIR", raising=False)
     return Embedder(Config())
 
 

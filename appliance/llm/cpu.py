@@ -5,7 +5,7 @@ The bundled llama.cpp carries one CPU backend per x86 instruction-set level (lib
 support, but a claim is not proof: on a CPU that reports AMX inside a VM that does not grant its tile state, the AMX
 build dies with SIGILL at the first matrix product. So the candidates, best first, are each run once in a child
 process on a real model (a prompt, then a few decoded tokens); the first that survives is loaded, and the choice is
-remembered per build and CPU (~/.cache/appliance/llama-cpu.json). APPLIANCE_LLAMA_CPU=NAME forces one (no probe).
+remembered per build and CPU (llama-cpu.json in the user's appliance cache). APPLIANCE_LLAMA_CPU=NAME forces one (no probe).
 A build without variants (one built-in CPU backend) needs none of this.
 
     python -m appliance.llm.cpu VARIANT.so MODEL.gguf     the probe itself (exit 0: it ran)
@@ -17,14 +17,15 @@ import hashlib
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from appliance.errors import UsageError
+from appliance.models import cache_dir, write_atomic
 
 FORCE_ENV = "APPLIANCE_LLAMA_CPU"
 PORTABLE = "haswell"          # the AVX2 level the bundle was built for before it had variants: the bench's baseline
@@ -94,13 +95,12 @@ def probe(variant: Variant, model: Path) -> str:
     if r.returncode == 0:
         return ""
     if r.returncode < 0:
-        import signal
         return f"killed by {signal.Signals(-r.returncode).name}"
     return (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1][:200]
 
 
 def _cache_path() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "appliance" / "llama-cpu.json"
+    return cache_dir() / "llama-cpu.json"
 
 
 def _machine_key(found: list[Variant]) -> str:
@@ -128,10 +128,7 @@ def _remember(key: str, choice: Choice) -> None:
         except (OSError, ValueError):
             known = {}
         known[key] = asdict(choice)
-        fd, tmp = tempfile.mkstemp(dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(known, f, indent=1)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(known, indent=1))
     except OSError:
         pass                               # a read-only home: probe again next time, nothing is wrong
 

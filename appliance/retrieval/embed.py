@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from appliance.config import Config
-from appliance.models import ModelCatalog, ModelEntry
+from appliance.models import ModelCatalog, ModelEntry, cache_dir
 
 
 class Embedder:
@@ -110,7 +110,7 @@ def _threads() -> int:
 
 def _onnx_export(embedder: Embedder) -> Path:
     """The transformer of `embedder` as ONNX (input ids, mask, token types -> last hidden state), made once."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "appliance" / "onnx"
+    cache = cache_dir() / "onnx"
     out = cache / f"{embedder.entry.sha256[:16]}.onnx"
     if out.is_file():
         return out
