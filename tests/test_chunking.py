@@ -62,6 +62,25 @@ def test_the_sentence_before_a_table_travels_with_its_header_into_every_chunk_of
     assert after_title[0].text.splitlines()[:2] == ["2 Errors", "Code\tMeaning"]  # a title is no caption
 
 
+def test_a_table_cut_with_overlap_or_going_on_over_a_page_keeps_its_caption_and_header() -> None:
+    head = ("Name", "Description")
+    page3 = (head,) + tuple((f"Opt{i}", f"installs part {i}") for i in range(12))
+    page4 = (head,) + tuple((f"Opt{i}", f"installs part {i}") for i in range(12, 24))  # the header printed again
+    elements = [Element("Title", "4 Options", 3, ("4 Options",), 0),
+                Element("NarrativeText", "Options are listed below:", 3, ("4 Options",)),
+                Element("Table", "ignored", 3, ("4 Options",), rows=page3),
+                Element("Table", "ignored", 4, ("4 Options",), rows=page4)]
+    chunks = structure_chunks(elements, IngestConfig(max_tokens=30, min_tokens=5, overlap_tokens=8), count)
+    table_chunks = [c for c in chunks if "Table" in c.element_types]
+    assert len(table_chunks) > 3
+    for c in table_chunks:   # every chunk: the caption, the header once, then rows (the tail repeated after them)
+        lines = [line for line in c.text.splitlines() if line != "4 Options"]
+        assert lines[:2] == ["Options are listed below:", "Name\tDescription"], lines
+        assert lines.count("Name\tDescription") == 1 and all(line.startswith("Opt") for line in lines[2:])
+    assert any("Opt23\tinstalls part 23" in c.text.splitlines() for c in table_chunks)
+    assert sum("Opt5\tinstalls part 5" in c.text.splitlines() for c in table_chunks) >= 1
+
+
 def test_structure_overlap_repeats_the_tail_when_cutting_for_size() -> None:
     elements = [Element("NarrativeText", f"sentence {i} has five words", 1, ()) for i in range(20)]
     chunks = structure_chunks(elements, IngestConfig(max_tokens=30, min_tokens=5, overlap_tokens=6), count)

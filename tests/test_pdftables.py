@@ -62,3 +62,13 @@ def test_frames_and_code_boxes_are_not_tables_and_a_table_across_pages_keeps_its
     assert options[0].rows[1][0] == "InstallAllUsers" and any(r[0] == "Include_tcltk" for r in options[1].rows)
     assert all(len(cell) <= 300 for t in windows for row in t.rows for cell in row)  # no page frame taken as a table
     no_word_lost(DEVSET / "using-windows.pdf")  # text next to a table inside the same frame stays
+
+
+def test_body_text_at_a_page_top_is_kept_and_running_headers_are_not() -> None:
+    """The `fast` strategy calls a page's first line a "Header": kept where it occurs once (here a section title
+    and a sentence), dropped where it runs over pages (the manual's document code and page labels)."""
+    windows = partition_file(DEVSET / "using-windows.pdf", IngestConfig()).elements
+    assert any(e.section[-1:] == ("4.1.3. Installing Without UI",) and e.page == 3 for e in windows)
+    assert any(e.text == "Changed in version 3.6: Support for long paths was enabled in Python." for e in windows)
+    manual = " ".join(e.text for e in partition_file(MANUAL, IngestConfig()).elements)
+    assert "NI-MAN-WS400 rev D" not in manual and not re.search(r"\bPage \d+\b", manual)

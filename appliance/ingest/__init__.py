@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 STAGE = "ingest"
 # Bump when parsing or chunking code changes what a file turns into: every file is then re-ingested.
-PIPELINE_VERSION = 7
+PIPELINE_VERSION = 8
 
 
 @dataclass

@@ -97,9 +97,14 @@ def _units(elements: list[Element], limit: int, count: TokenCounter) -> list[_Un
     units: list[_Unit] = []
     for el in elements:
         if el.kind == "Table" and len(el.rows) > 1:
-            caption = _caption(units, el.section, limit, count)
-            header = "\n".join(filter(None, [caption, row_text(el.rows[0])]))
-            units.append(_Unit(header, "TableHeader", el.page, el.section, count(header)))
+            last = units[-1] if units else None
+            if (last and last.kind == "TableRow" and last.section == el.section and last.table_header
+                    and last.table_header.endswith(row_text(el.rows[0]))):
+                header = last.table_header      # the same table going on (a page break): its caption goes on too
+            else:
+                caption = _caption(units, el.section, limit, count)
+                header = "\n".join(filter(None, [caption, row_text(el.rows[0])]))
+                units.append(_Unit(header, "TableHeader", el.page, el.section, count(header)))
             for row in el.rows[1:]:
                 text = row_text(row)
                 for piece in (_split_long(text, limit // 2, count) if count(text) > limit // 2 else [text]):
@@ -139,21 +144,24 @@ def structure_chunks(elements: list[Element], cfg: IngestConfig, count: TokenCou
         if unit.kind == "Title" and cur_tokens >= cfg.min_tokens:
             flush()
         limit = min(cfg.max_tokens, budget(cur[0].section if cur else unit.section)) if budget else cfg.max_tokens
+        head = (_Unit(unit.table_header, "TableHeader", unit.page, unit.section, count(unit.table_header))
+                if unit.table_header is not None else None)
         if cur and cur_tokens + unit.tokens + 1 > limit:
             # cut for size inside a section: the next chunk repeats the tail (whole units), so a sentence or a
             # table row that the parser broke across elements is still whole in one chunk
             tail: list[_Unit] = []
-            room = min(cfg.overlap_tokens, limit - unit.tokens - 1)
+            room = min(cfg.overlap_tokens, limit - unit.tokens - 1 - (head.tokens + 1 if head else 0))
             for prev in reversed(cur[1:]):
-                if prev.tokens + 1 > room or prev.kind == "Title":
+                if prev.tokens + 1 > room or prev.kind in ("Title", "TableHeader"):
                     break
                 tail.insert(0, prev)
                 room -= prev.tokens + 1
             flush()
             cur, cur_tokens = tail, sum(u.tokens + 1 for u in tail)
-        if not cur and unit.table_header is not None:  # continuing a table: repeat its header row
-            head = _Unit(unit.table_header, "TableHeader", unit.page, unit.section, count(unit.table_header))
-            cur, cur_tokens = [head], head.tokens
+            if head:                                  # continuing a table: its header row (and caption) first
+                cur, cur_tokens = [head, *cur], cur_tokens + head.tokens + 1
+        elif not cur and head:
+            cur, cur_tokens = [head], head.tokens + 1
         cur.append(unit)
         cur_tokens += unit.tokens + 1
     flush()

@@ -15,7 +15,9 @@ from appliance.config import IngestConfig
 
 SUPPORTED = {".pdf", ".html", ".htm", ".docx", ".md", ".markdown", ".txt", ".text", ".csv", ".pptx", ".xlsx"}
 OOXML = {".docx", ".pptx", ".xlsx"}
-DROPPED_CATEGORIES = {"Header", "Footer", "PageBreak", "Image", "PageNumber"}
+DROPPED_CATEGORIES = {"PageBreak", "Image", "PageNumber"}
+MARGIN_CATEGORIES = {"Header", "Footer"}   # dropped only where they run: the same text on several pages
+_PAGE_LABEL = re.compile(r"^(page\s*)?[#ivxlc]+(\s*(of|/)\s*#)?$", re.I)
 
 
 class SkipFile(Exception):
@@ -185,6 +187,22 @@ def _looks_like_heading(text: str) -> bool:
     return capitalised + sum(w in small for w in words) >= len(words)
 
 
+def _margin_key(text: str) -> str:
+    """A header or footer's text with its digits folded, so 'Page 3' and 'Page 4' are the same running line."""
+    return re.sub(r"\d+", "#", " ".join(text.lower().split()))
+
+
+def _running(raw: list) -> set[str]:
+    """Header and footer lines that run: the same text (digits aside) on two or more pages, or a bare page label.
+    The `fast` PDF strategy also calls a page's first line of body text a "Header" (a section title, a sentence
+    that continues over the page break); those occur once and are kept as content."""
+    pages: dict[str, set] = {}
+    for el in raw:
+        if el.category in MARGIN_CATEGORIES:
+            pages.setdefault(_margin_key(str(el)), set()).add(getattr(el.metadata, "page_number", None))
+    return {key for key, on in pages.items() if len(on) > 1 or _PAGE_LABEL.match(key)}
+
+
 def _structure(raw: list) -> list[Element]:
     """Keep content elements and give each the path of titles above it.
 
@@ -195,6 +213,7 @@ def _structure(raw: list) -> list[Element]:
     depthless = [" ".join(str(e).split()) for e in raw if e.category == "Title"
                  and getattr(e.metadata, "category_depth", None) is None]
     numbered_doc = sum(bool(_NUMBERED.match(t)) for t in depthless) >= 3
+    running = _running(raw)
     out: list[Element] = []
     titles: list[tuple[int, str]] = []  # (depth, title)
     for el in raw:
@@ -202,6 +221,11 @@ def _structure(raw: list) -> list[Element]:
         text = " ".join(str(el).split())
         if kind in DROPPED_CATEGORIES or not text:
             continue
+        if kind in MARGIN_CATEGORIES:
+            if _margin_key(text) in running:
+                continue
+            # body text at a page's edge; a numbered heading there still opens its section
+            kind = "Title" if _NUMBERED.match(text) and _looks_like_heading(text) else "UncategorizedText"
         md = el.metadata
         depth = getattr(md, "category_depth", None)
         if kind == "Title" and depth is None:
