@@ -62,6 +62,24 @@ def figures_read_back(ws: Path, record: dict) -> None:
         assert set(f["runs"]) <= {r for (r,) in runs}, f
 
 
+def tui_shows_the_record(ws: Path, rec: dict) -> None:
+    """The TUI's Ladder tab renders the newest record (its Markdown, in blocks) and Home names its verdict."""
+    from textual.widgets import Markdown
+
+    from tests.test_tui import drive, settle, text
+
+    async def steps(pilot, app):
+        home = text(app, "#home-summary")
+        await pilot.press("7")
+        await settle(pilot)
+        md = app.query_one("#ladder-record", Markdown)
+        return home, md.source, len(md.query("MarkdownBlock"))
+    home, shown, blocks = drive(ws, steps, size=(100, 40))
+    md_path = next(p for p in rec["paths"] if p.endswith(".md"))
+    assert shown == Path(md_path).read_text(encoding="utf-8") and rec["verdict"] in shown and blocks > 10
+    assert f"{rec['verdict']} (rule {rec['rule']}" in home
+
+
 def test_planted_broken_retrieval_and_wrong_key(corpus, tmp_path, capsys) -> None:
     """Retrieval cut to one full-text hit must say `fix retrieval`; a wrong answer key is caught at the gold check."""
     ws = tmp_path / "ws"
@@ -75,6 +93,7 @@ def test_planted_broken_retrieval_and_wrong_key(corpus, tmp_path, capsys) -> Non
     assert rows[0][0] == r["run_id"] != rows[0][1]  # the record names the ladder run it rests on, not only its own
     assert f"ladder run {r['run_id']}, rendered again by decide run {rows[0][1]}" in Path(rec["paths"][0]).read_text()
     figures_read_back(ws, rec)
+    tui_shows_the_record(ws, rec)
 
     wrong = tmp_path / "wrong-key.jsonl"
     rows = [json.loads(x) for x in (SAMPLES / "questions.jsonl").read_text().splitlines() if x.strip()]
