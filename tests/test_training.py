@@ -218,6 +218,19 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(ws, capsy
     assert main(["--workspace", str(ws), "audit", "verify"]) == 0
 
 
+def test_a_resume_skips_a_checkpoint_that_a_kill_left_half_written(tmp_path) -> None:
+    from appliance.training.common import last_checkpoint
+
+    assert last_checkpoint(tmp_path / "none-yet") is None
+    for step, whole in ((4, True), (8, True), (12, False), (100, False)):   # 12, 100: killed before the state file
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "adapter_model.safetensors").write_bytes(b"x")
+        if whole:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-8")
+
+
 def _cuda() -> bool:
     import torch
 

@@ -122,6 +122,15 @@ def rows_of(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"prompt": r["prompt"], "completion": r["completion"]} for r in data]
 
 
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint that was written whole, for a resume. transformers writes a checkpoint's
+    trainer_state.json after its weights, optimizer and RNG state, and its own get_last_checkpoint looks only at
+    folder names, so a kill -9 during a save would otherwise resume from a half-written folder."""
+    done = [d for d in folder.glob("checkpoint-*") if d.name.rsplit("-", 1)[-1].isdigit()
+            and (d / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda d: int(d.name.rsplit("-", 1)[-1]))) if done else None
+
+
 def audit_callback(job: Job) -> Any:
     """A transformers TrainerCallback that writes every logged training and validation loss into `train_steps` (a
     step already recorded before a kill is not written twice), marks checkpoints, reports progress and stops at a

@@ -10,7 +10,8 @@ the last checkpoint if there is one -> save the best adapter.
 from __future__ import annotations
 
 from appliance.errors import UsageError
-from appliance.training.common import Job, Result, finish, quiet, rows_of, sft_config, trainer_callbacks
+from appliance.training.common import (Job, Result, finish, last_checkpoint, quiet, rows_of, sft_config,
+                                       trainer_callbacks)
 
 
 def longest(tokenizer, rows: list[dict]) -> int:  # noqa: ANN001 - a transformers tokenizer
@@ -28,7 +29,6 @@ def train(job: Job) -> Result:
     from datasets import Dataset, disable_progress_bars
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     torch.set_num_threads(job.threads)
@@ -52,5 +52,5 @@ def train(job: Job) -> Result:
         callbacks=callbacks,
     )
     quiet(trainer)
-    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(job.checkpoints)))
+    trainer.train(resume_from_checkpoint=last_checkpoint(job.checkpoints))
     return finish(trainer, job, callbacks, max_length)

@@ -10,7 +10,8 @@ checkpointing) -> SFTTrainer with the shared settings -> train, resuming from th
 from __future__ import annotations
 
 from appliance.errors import UsageError
-from appliance.training.common import Job, Result, finish, quiet, rows_of, sft_config, trainer_callbacks
+from appliance.training.common import (Job, Result, finish, last_checkpoint, quiet, rows_of, sft_config,
+                                       trainer_callbacks)
 from appliance.training.cpu import longest
 
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -23,7 +24,6 @@ def train(job: Job) -> Result:
         raise UsageError(f"the gpu backend needs Unsloth from the GPU bundle (./install.sh installs it where "
                          f"nvidia-smi finds a GPU): {e}") from None
     from datasets import Dataset, disable_progress_bars
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     cfg, data = job.cfg, job.data
@@ -43,5 +43,5 @@ def train(job: Job) -> Result:
         callbacks=callbacks,
     )
     quiet(trainer)
-    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(job.checkpoints)))
+    trainer.train(resume_from_checkpoint=last_checkpoint(job.checkpoints))
     return finish(trainer, job, callbacks, max_length)
