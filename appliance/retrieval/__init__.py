@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
@@ -66,10 +65,6 @@ class Retriever:
         self._visible: dict[tuple[str, ...], list[tuple[dict[str, Any], str]]] = {}
 
     @cached_property
-    def _pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fts")
-
-    @cached_property
     def index(self) -> ChunkIndex:
         return ChunkIndex(self.index_dir, self.embedder.dim)
 
@@ -100,9 +95,9 @@ class Retriever:
         n = max(r.candidates, k)
         vec_rows: list[dict] = []
         fts_rows: list[dict] = []
-        # the full-text search runs in a thread while the query is embedded and searched by vector (both release
-        # the GIL in native code), so hybrid costs about the slower of the two, not their sum
-        fts_job = self._pool.submit(self.index.fts_search, query, n, groups) if mode in ("fts", "hybrid") else None
+        # the full-text search runs (in LanceDB's native code) while the query is embedded and searched by vector,
+        # so hybrid costs about the slower of the two, not their sum
+        fts_job = self.index.start_fts_search(query, n, groups) if mode in ("fts", "hybrid") else None
         qvec = self.embedder.embed_query(query) if mode in ("vector", "hybrid") or rerank == "sentence" else None
         if mode in ("vector", "hybrid"):
             vec_rows = self.index.vector_search(qvec.tolist(), n, groups)

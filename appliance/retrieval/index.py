@@ -5,12 +5,15 @@ holding at least one of them; a chunk without groups is visible to everyone.
 """
 from __future__ import annotations
 
+import asyncio
 import re
+from concurrent.futures import Future
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from lancedb.background_loop import LOOP
 
 from appliance.errors import UsageError
 
@@ -121,18 +124,33 @@ class ChunkIndex:
     def count(self) -> int:
         return self.chunks.count_rows()
 
+    # The two searches go straight to LanceDB's async table on LanceDB's own background loop, the same handle its
+    # sync API wraps (so they see every write made through self.chunks): one hop per query instead of the sync query
+    # builder's several (schema reads included), and the full-text search can run while the query is embedded.
+    def start_vector_search(self, vector: list[float], n: int, groups: list[str]) -> Future[list[dict[str, Any]]]:
+        async def run() -> list[dict[str, Any]]:
+            q = (self.chunks._table.query().nearest_to(vector).distance_type("cosine")
+                 .where(group_filter(groups)).select(RESULT_COLUMNS + ["_distance"]).limit(n))
+            return _rows(await q.to_arrow())
+        return asyncio.run_coroutine_threadsafe(run(), LOOP.loop)
+
+    def start_fts_search(self, text: str, n: int, groups: list[str]) -> Future[list[dict[str, Any]]]:
+        words = re.sub(r"[^\w\s]", " ", text).split()
+
+        async def run() -> list[dict[str, Any]]:
+            table = self.chunks._table
+            if not words or await table.count_rows() == 0:
+                return []
+            q = (table.query().nearest_to_text(" ".join(words), columns=["search_text"])
+                 .where(group_filter(groups)).select(RESULT_COLUMNS + ["_score"]).limit(n))
+            return _rows(await q.to_arrow())
+        return asyncio.run_coroutine_threadsafe(run(), LOOP.loop)
+
     def vector_search(self, vector: list[float], n: int, groups: list[str]) -> list[dict[str, Any]]:
-        q = (self.chunks.search(vector, vector_column_name="vector").distance_type("cosine")
-             .where(group_filter(groups), prefilter=True).select(RESULT_COLUMNS + ["_distance"]).limit(n))
-        return _rows(q.to_arrow())
+        return self.start_vector_search(vector, n, groups).result()
 
     def fts_search(self, text: str, n: int, groups: list[str]) -> list[dict[str, Any]]:
-        words = re.sub(r"[^\w\s]", " ", text).split()
-        if not words or self.count() == 0:
-            return []
-        q = (self.chunks.search(" ".join(words), query_type="fts", fts_columns="search_text")
-             .where(group_filter(groups), prefilter=True).select(RESULT_COLUMNS + ["_score"]).limit(n))
-        return _rows(q.to_arrow())
+        return self.start_fts_search(text, n, groups).result()
 
     def visible_chunks(self, groups: list[str]) -> list[dict[str, Any]]:
         """Every chunk a caller holding `groups` may see (same prefilter as the searches), without vectors,
