@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from lancedb.background_loop import LOOP
 
 from appliance.errors import UsageError
 
@@ -128,6 +127,8 @@ class ChunkIndex:
     # sync API wraps (so they see every write made through self.chunks): one hop per query instead of the sync query
     # builder's several (schema reads included), and the full-text search can run while the query is embedded.
     def start_vector_search(self, vector: list[float], n: int, groups: list[str]) -> Future[list[dict[str, Any]]]:
+        from lancedb.background_loop import LOOP
+
         async def run() -> list[dict[str, Any]]:
             q = (self.chunks._table.query().nearest_to(vector).distance_type("cosine")
                  .where(group_filter(groups)).select(RESULT_COLUMNS + ["_distance"]).limit(n))
@@ -135,6 +136,8 @@ class ChunkIndex:
         return asyncio.run_coroutine_threadsafe(run(), LOOP.loop)
 
     def start_fts_search(self, text: str, n: int, groups: list[str]) -> Future[list[dict[str, Any]]]:
+        from lancedb.background_loop import LOOP
+
         words = re.sub(r"[^\w\s]", " ", text).split()
 
         async def run() -> list[dict[str, Any]]:
