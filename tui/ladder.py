@@ -50,7 +50,8 @@ class LadderPane(Pane):
 
     def show(self, data: dict[str, Any]) -> None:
         job, run, d = data["job"], data["run"], data["decision"]
-        lines = [f"ladder job {job.job_id}: {job.state}" + (f", now {data['stages'][-1][0]} {data['stages'][-1][1]}"
+        where = "now" if job and job.state == "running" else "last"
+        lines = [f"ladder job {job.job_id}: {job.state}" + (f", {where} {data['stages'][-1][0]} {data['stages'][-1][1]}"
                                                           if data["stages"] else "") if job else
                  "no ladder job yet: s starts the quick profile, f the full one (docs/LADDER.md)"]
         if run:
