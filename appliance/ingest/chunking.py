@@ -144,9 +144,10 @@ def structure_chunks(elements: list[Element], cfg: IngestConfig, count: TokenCou
         if unit.kind == "Title" and cur_tokens >= cfg.min_tokens:
             flush()
         limit = min(cfg.max_tokens, budget(cur[0].section if cur else unit.section)) if budget else cfg.max_tokens
+        cut = bool(cur) and cur_tokens + unit.tokens + 1 > limit
         head = (_Unit(unit.table_header, "TableHeader", unit.page, unit.section, count(unit.table_header))
-                if unit.table_header is not None else None)
-        if cur and cur_tokens + unit.tokens + 1 > limit:
+                if unit.table_header is not None and (cut or not cur) else None)   # only where a chunk starts
+        if cut:
             # cut for size inside a section: the next chunk repeats the tail (whole units), so a sentence or a
             # table row that the parser broke across elements is still whole in one chunk
             tail: list[_Unit] = []

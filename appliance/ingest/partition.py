@@ -224,8 +224,8 @@ def _structure(raw: list) -> list[Element]:
         if kind in MARGIN_CATEGORIES:
             if _margin_key(text) in running:
                 continue
-            # body text at a page's edge; a numbered heading there still opens its section
-            kind = "Title" if _NUMBERED.match(text) and _looks_like_heading(text) else "UncategorizedText"
+            # body text at a page's edge; a numbered one is judged as a heading below, like any depthless title
+            kind = "Title" if _NUMBERED.match(text) else "UncategorizedText"
         md = el.metadata
         depth = getattr(md, "category_depth", None)
         if kind == "Title" and depth is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Coroutine
 from concurrent.futures import Future
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,6 +72,14 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
     return rows
 
 
+def _on_lance_loop(coro: Coroutine[Any, Any, Any]) -> Future[Any]:
+    """Run a coroutine over LanceDB's async objects on the event loop LanceDB's sync API uses (imported here, so
+    importing this module stays light)."""
+    from lancedb.background_loop import LOOP
+
+    return asyncio.run_coroutine_threadsafe(coro, LOOP.loop)
+
+
 class ChunkIndex:
     """Open (or create) the index under `root` for vectors of `dim` dimensions."""
 
@@ -126,18 +135,15 @@ class ChunkIndex:
     # The two searches go straight to LanceDB's async table on LanceDB's own background loop, the same handle its
     # sync API wraps (so they see every write made through self.chunks): one hop per query instead of the sync query
     # builder's several (schema reads included), and the full-text search can run while the query is embedded.
-    def start_vector_search(self, vector: list[float], n: int, groups: list[str]) -> Future[list[dict[str, Any]]]:
-        from lancedb.background_loop import LOOP
-
+    def vector_search(self, vector: list[float], n: int, groups: list[str]) -> list[dict[str, Any]]:
         async def run() -> list[dict[str, Any]]:
             q = (self.chunks._table.query().nearest_to(vector).distance_type("cosine")
                  .where(group_filter(groups)).select(RESULT_COLUMNS + ["_distance"]).limit(n))
             return _rows(await q.to_arrow())
-        return asyncio.run_coroutine_threadsafe(run(), LOOP.loop)
+        return _on_lance_loop(run()).result()
 
     def start_fts_search(self, text: str, n: int, groups: list[str]) -> Future[list[dict[str, Any]]]:
-        from lancedb.background_loop import LOOP
-
+        """The BM25 search, started; its rows come from the returned future."""
         words = re.sub(r"[^\w\s]", " ", text).split()
 
         async def run() -> list[dict[str, Any]]:
@@ -147,13 +153,7 @@ class ChunkIndex:
             q = (table.query().nearest_to_text(" ".join(words), columns=["search_text"])
                  .where(group_filter(groups)).select(RESULT_COLUMNS + ["_score"]).limit(n))
             return _rows(await q.to_arrow())
-        return asyncio.run_coroutine_threadsafe(run(), LOOP.loop)
-
-    def vector_search(self, vector: list[float], n: int, groups: list[str]) -> list[dict[str, Any]]:
-        return self.start_vector_search(vector, n, groups).result()
-
-    def fts_search(self, text: str, n: int, groups: list[str]) -> list[dict[str, Any]]:
-        return self.start_fts_search(text, n, groups).result()
+        return _on_lance_loop(run())
 
     def visible_chunks(self, groups: list[str]) -> list[dict[str, Any]]:
         """Every chunk a caller holding `groups` may see (same prefilter as the searches), without vectors,
