@@ -244,6 +244,43 @@ def test_an_interrupted_run_is_left_resumable_not_sealed(tmp_path: Path) -> None
         assert store.verify().ok
 
 
+def test_a_ctrl_c_just_after_a_write_committed_does_not_reuse_its_seq(tmp_path: Path, monkeypatch) -> None:
+    """A job's cancel landed between a flush's COMMIT and its bookkeeping (CI: `seq 3 twice`): the rows are in the
+    store, so the run_interrupted row and a resume go on after them, and the chain verifies."""
+    import appliance.audit as audit
+
+    class CommitThenCtrlC:
+        def __init__(self, con):
+            self.con = con
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+        def execute(self, sql, *args):
+            out = self.con.execute(sql, *args)
+            if sql == "COMMIT" and armed:
+                armed.clear()
+                raise KeyboardInterrupt
+            return out
+
+    path = tmp_path / "audit.duckdb"
+    armed: list[bool] = []
+    connect = audit._connect
+    monkeypatch.setattr(audit, "_connect", lambda *a, **k: CommitThenCtrlC(connect(*a, **k)))
+    with AuditStore(path) as store:
+        with pytest.raises(KeyboardInterrupt):
+            with store.run("test", "pytest", {}, "0") as run:
+                _answer(run, "committed as the Ctrl-C came")
+                armed.append(True)
+                run.flush()
+        assert not armed and [f.problem for f in store.verify().findings] == ["unclosed"]
+        with store.resumed(run.run_id) as again:
+            _answer(again, "after the resume")
+        assert store.verify().ok
+        assert [r["output"] for r in store.rows("answers", run.run_id)] == ["committed as the Ctrl-C came",
+                                                                            "after the resume"]
+
+
 def test_a_ctrl_c_that_duckdb_turns_into_its_own_error_still_leaves_the_run_resumable(tmp_path: Path) -> None:
     """DuckDB raises RuntimeError("Query interrupted") for a SIGINT that lands in a query (a job's cancel did, in CI):
     after the CLI's handler has seen the signal, that error is the interrupt, not a failure."""

@@ -110,11 +110,18 @@ class Run:
         return row["row_hash"]
 
     def flush(self) -> None:
-        """Write the buffered rows in one transaction (all or none)."""
-        if self._pending:
+        """Write the buffered rows in one transaction (all or none). A Ctrl-C that lands after the transaction was
+        made durable still counts its rows as written, so the run's next rows do not reuse their seq."""
+        if not self._pending:
+            return
+        written = False
+        try:
             self.store._write(lambda con: self._pending)
-            self._pending = []
-            self._written = (self.seq, self.prev_hash)
+            written = True
+        finally:
+            if written or self.store._has_landed(self._pending):
+                self._pending = []
+                self._written = (self.seq, self.prev_hash)
 
     def discard(self) -> None:
         """Drop the buffered rows (a unit of work that will not finish); the chain goes on from the last write."""
@@ -235,6 +242,14 @@ class AuditStore:
                 except BaseException:  # an interrupt too: the connection may be held, the run go on writing
                     _rollback(con)
                     raise
+
+    def _has_landed(self, rows: list[tuple[str, dict[str, Any]]]) -> bool:
+        """Whether a write that ended in an exception is in the store all the same (see `_landed`)."""
+        try:
+            with self._connection() as con:
+                return _landed(con, rows)
+        except AuditError:
+            return False
 
     def start_run(self, kind: str, command: str, config: dict[str, Any], version: str) -> Run:
         """Append a run header (seq 0) linked to the previous run's header, and return the open run."""
