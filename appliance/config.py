@@ -61,6 +61,9 @@ class IngestConfig:
     window_tokens: int = 200                # window: size of each window
     window_overlap: int = 40                # window: word pieces shared by consecutive windows
     section_prefix: bool = True             # embed and index "section path" + text, so headings count
+    embed_window: int = 0                   # structure: 0: a chunk fits the embedder's window and has one vector;
+                                            # N: chunks up to max_tokens, embedded in windows of N word pieces
+                                            # (half overlapping), a chunk scored by its best window (parent/child)
     pdf_tables: bool = True                 # PDFs: ruled tables recovered with pdfplumber, rows with their header
     max_file_mb: int = 50                   # larger files are skipped and reported
     max_unzipped_mb: int = 200              # DOCX/PPTX/XLSX: refuse more uncompressed bytes than this...

@@ -1,21 +1,26 @@
-"""recall@5 and MRR for every chunker x retrieval mode, on ../shared/devset (skips cleanly when absent) and on
+"""recall@5, recall@3 and MRR for every chunker x retrieval mode, on ../shared/devset (skips cleanly when absent) and on
 samples/, in one run and one table: hybrid is compared with plain BM25 and plain vector search on the same chunks,
 and with the naive method a user would otherwise run: BM25 over fixed windows of ~1,000 characters (250 word pieces,
-no overlap, no structure), the row marked `naive`.
+no overlap, no structure), the row marked `naive`. `ctx tok` is what a rag answer then costs: the generator tokens of
+the eval.context_k passages it is given (cut to eval.context_max_tokens), averaged over the questions; `parent` is
+the structure chunker with chunks up to 400 word pieces embedded in windows (ingest.embed_window).
 
     .venv/bin/python bench/retrieval_quality.py [--k 5]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
 
 import appliance  # noqa: F401
+from appliance.answering import retrieved_context
 from appliance.evaluation.golden import load_questions
 from appliance.evaluation.retrieval import QuestionResult, evidence_rank, summarise
 from appliance.ingest import ingest
+from appliance.llm import load_generator
 from appliance.models import REPO_ROOT
 from appliance.retrieval import Retriever
 from appliance.workspace import init_workspace
@@ -27,6 +32,7 @@ SETS = {"devset": (REPO_ROOT.parent / "shared" / "devset" / "corpus", REPO_ROOT.
 # (label, workspace settings, modes): the product's chunkers, then the naive baseline
 RUNS = [("structure", ["ingest.chunker=structure"], ("vector", "fts", "hybrid")),
         ("window", ["ingest.chunker=window"], ("vector", "fts", "hybrid")),
+        ("parent", ["ingest.embed_window=250", "ingest.max_tokens=400"], ("vector", "fts", "hybrid")),
         ("naive", ["ingest.chunker=window", "ingest.window_tokens=250", "ingest.window_overlap=0"], ("fts",))]
 
 
@@ -35,8 +41,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-quality-"))
-    print(f"{'set':>8} {'chunker':>9} {'chunks':>7} {'over win':>8} {'mode':>7} {f'recall@{args.k}':>9} {'MRR':>6} "
-          f"{'multi_hop':>9}  misses")
+    print(f"{'set':>8} {'chunker':>9} {'chunks':>7} {'over win':>8} {'mode':>7} {f'recall@{args.k}':>9} "
+          f"{'recall@3':>8} {'MRR':>6} {'multi_hop':>9} {'ctx tok':>7}  misses")
     try:
         for name, (corpus, qfile) in SETS.items():
             if not corpus.is_dir():
@@ -47,10 +53,14 @@ def main() -> None:
                 ws = init_workspace(tmp / f"{name}-{chunker}", settings)
                 report = ingest(ws, [corpus])
                 retriever = Retriever(ws.config, ws.index_dir)
+                count, e = load_generator(ws).count_tokens, ws.config.eval
                 for mode in modes:
-                    results = []
+                    results, tokens = [], []
                     for q in questions:
-                        rank = evidence_rank(q, retriever.search(q.question, k=args.k, mode=mode, groups=q.groups))[0]
+                        found = retriever.search(q.question, k=args.k, mode=mode, groups=q.groups)
+                        rank = evidence_rank(q, found)[0]
+                        rag = dataclasses.replace(found, hits=found.hits[:e.context_k])    # MMR: the same first k
+                        tokens.append(sum(count(p.text) for p in retrieved_context(rag, e.context_max_tokens, count).passages))
                         results.append(QuestionResult(id=q.id, kind=q.kind, retrieved=rank is not None, rank=rank,
                                                       in_index=True, quotes_found=0, quotes=len(q.evidence),
                                                       top_files=[], latency_ms=0.0))
@@ -58,8 +68,10 @@ def main() -> None:
                     mh = s["by_kind"].get("multi_hop", {"n": 0, "recall_at_k": 0.0})
                     mh_hits = f"{round(mh['recall_at_k'] * mh['n'])}/{mh['n']}"
                     misses = " ".join(r.id for r in results if not r.retrieved)
+                    at3 = sum(r.rank is not None and r.rank <= 3 for r in results) / len(results)
                     print(f"{name:>8} {chunker:>9} {report.chunks_total:>7} {report.over_window:>8} {mode:>7} "
-                          f"{s['recall_at_k']:>9.3f} {s['mrr']:>6.3f} {mh_hits:>9}  {misses}", flush=True)
+                          f"{s['recall_at_k']:>9.3f} {at3:>8.3f} {s['mrr']:>6.3f} {mh_hits:>9} "
+                          f"{sum(tokens) / len(tokens):>7.0f}  {misses}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -142,3 +142,46 @@ def test_an_interrupted_ingest_is_superseded_by_the_next(tmp_path: Path, capsys)
     code, out, _ = run(capsys, "--workspace", str(ws.root), "search", Path(first).stem.replace("-", " "), "--mode",
                        "fts", "-k", "20", "--groups", "board,hr", "--json")
     assert any(h["file_name"] == name for h in out["hits"])
+
+
+def test_long_chunks_are_embedded_in_windows_and_scored_by_their_nearest(tmp_path: Path) -> None:
+    """ingest.embed_window (parent/child): chunks longer than the embedder reads are embedded as half-overlapping
+    windows, each with its section prefix and within the embedder's window; vector search gives a chunk the distance
+    of its nearest window, so the end of a long chunk is found as well as its start."""
+    import numpy as np
+
+    from appliance.ingest import ingest
+    from appliance.retrieval import Retriever
+    from appliance.workspace import init_workspace
+
+    ws = init_workspace(tmp_path / "ws", ["ingest.embed_window=64", "ingest.max_tokens=400"])
+    report = ingest(ws, [SAMPLES / "corpus"])
+    retriever = Retriever(ws.config, ws.index_dir)
+    rows = retriever.index.chunks.to_arrow().to_pylist()
+    emb = retriever.embedder
+    assert report.over_window == 0 and json.loads(rows[0]["chunker_params"])["embed_window"] == 64
+    long = max(rows, key=lambda r: r["n_tokens"])
+    assert long["n_tokens"] + 2 > emb.max_tokens          # longer than one embedding could read
+    assert len(long["vectors"]) >= long["n_tokens"] // 32 - 1  # windows of 64 pieces, every 32
+    tail = " ".join(long["text"].split()[-25:])           # words only the last windows see
+    found = retriever.index.vector_search(emb.embed_query(tail).tolist(), 5, [], windows=True)
+    best = next(r for r in found if r["chunk_id"] == long["chunk_id"])
+    nearest = float(np.max(np.asarray(long["vectors"]) @ emb.embed_query(tail)))
+    assert found[0]["chunk_id"] == long["chunk_id"] and abs(best["_distance"] - (1 - nearest)) < 1e-3
+    whole = retriever.index.vector_search(emb.embed_query(tail).tolist(), 50, [], windows=False)
+    assert next((r["_distance"] for r in whole if r["chunk_id"] == long["chunk_id"]), 2.0) > best["_distance"]
+
+
+def test_an_index_from_before_windows_opens_and_gains_the_column(tmp_path: Path) -> None:
+    import lancedb
+    import pyarrow as pa
+
+    from appliance.retrieval.index import ChunkIndex, chunk_schema
+
+    old = pa.schema([f for f in chunk_schema(4) if f.name != "vectors"])
+    row = {f.name: None for f in old} | {"chunk_id": "c1", "public": True, "vector": [1.0, 0.0, 0.0, 0.0]}
+    lancedb.connect(str(tmp_path)).create_table("chunks", schema=old).add([row])
+    index = ChunkIndex(tmp_path, 4)
+    assert index.chunks.schema.field("vectors").type == chunk_schema(4).field("vectors").type
+    assert [r["chunk_id"] for r in index.vector_search([1.0, 0.0, 0.0, 0.0], 3, [])] == ["c1"]
+    assert index.vector_search([1.0, 0.0, 0.0, 0.0], 3, [], windows=True) == []   # no windows until re-ingested

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from appliance.config import Config
 from appliance.errors import UsageError
 from appliance.ingest.chunking import Chunk, chunker_params, structure_chunks, window_chunks
@@ -137,6 +139,10 @@ def _search_text(chunk: Chunk, with_prefix: bool) -> str:
     return (" > ".join(chunk.section) + "\n" + chunk.text) if with_prefix and chunk.section else chunk.text
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / (np.linalg.norm(v) + 1e-12)
+
+
 def _signature(cfg: Config, groups: list[str], embedder_sha: str) -> str:
     blob = json.dumps({"chunker": chunker_params(cfg.ingest), "groups": groups, "embedder": embedder_sha,
                        "pipeline": PIPELINE_VERSION, "pdf_tables": cfg.ingest.pdf_tables}, sort_keys=True)
@@ -201,6 +207,8 @@ class Ingestor:
         cfg, emb = self.cfg.ingest, self.embedder
         if cfg.chunker == "window":
             return window_chunks(parsed.elements, cfg, emb.offsets, emb.count)
+        if cfg.embed_window:                          # embedded in windows: a chunk may be longer than one
+            return structure_chunks(parsed.elements, cfg, emb.count)
 
         def budget(section: tuple[str, ...]) -> int:  # what the embedder's window leaves after the prefix
             prefix = emb.count(" > ".join(section)) + 1 if cfg.section_prefix and section else 0
@@ -212,18 +220,26 @@ class Ingestor:
         """Index rows of the chunks (embedded with their section prefix), identical chunks kept once."""
         texts = [_search_text(c, self.cfg.ingest.section_prefix) for c in chunks]
         t0 = time.perf_counter()
-        vectors = self.embedder.embed(texts)
+        if self.cfg.ingest.embed_window:
+            windows = [self.windows(c) for c in chunks]
+            flat = self.embedder.embed([w for ws in windows for w in ws])
+            ends = np.cumsum([len(ws) for ws in windows])
+            window_vectors = np.split(flat, ends[:-1])
+            vectors = np.stack([_unit(v.mean(axis=0)) for v in window_vectors]) if chunks else flat
+        else:
+            vectors = self.embedder.embed(texts)
+            window_vectors = [v[None, :] for v in vectors]
         self.embed_seconds += time.perf_counter() - t0
         self.chunks_embedded += len(texts)
         doc_id = hashlib.sha256(p.key.encode()).hexdigest()
         seen: set[str] = set()
         rows = []
-        for c, text, vec in zip(chunks, texts, vectors):
+        for c, text, vec, wins in zip(chunks, texts, vectors, window_vectors):
             content = hashlib.sha256(" ".join(c.text.split()).encode()).hexdigest()
             if content in seen:
                 continue
             seen.add(content)
-            self.over_window += self.embedder.count(text) + 2 > self.embedder.max_tokens
+            self.over_window += len(wins) == 1 and self.embedder.count(text) + 2 > self.embedder.max_tokens
             rows.append({
                 "chunk_id": hashlib.sha256(f"{doc_id}:{c.ordinal}:{content}".encode()).hexdigest()[:32],
                 "doc_id": doc_id, "path": p.key, "file_name": p.path.name, "file_sha256": p.sha256,
@@ -231,9 +247,25 @@ class Ingestor:
                 "element_types": list(c.element_types), "text": c.text, "search_text": text,
                 "content_sha256": content, "groups": p.groups, "public": not p.groups,
                 "chunker": self.params["chunker"], "chunker_params": json.dumps(self.params, sort_keys=True),
-                "n_tokens": c.n_tokens, "ordinal": c.ordinal, "vector": vec.tolist(),
+                "n_tokens": c.n_tokens, "ordinal": c.ordinal, "vector": vec.tolist(), "vectors": wins.tolist(),
             })
         return rows
+
+    def windows(self, chunk: Chunk) -> list[str]:
+        """The texts a chunk is embedded as under `ingest.embed_window`: windows of that many word pieces (fewer
+        where the section prefix leaves less room in the embedder's window), each half overlapping the previous,
+        each with the section prefix."""
+        cfg, emb = self.cfg.ingest, self.embedder
+        prefix = " > ".join(chunk.section) + "\n" if cfg.section_prefix and chunk.section else ""
+        size = max(16, min(cfg.embed_window, emb.max_tokens - 2 - (emb.count(prefix) + 1 if prefix else 0)))
+        spans = emb.offsets(chunk.text)
+        out = []
+        for start in range(0, max(len(spans), 1), max(1, size // 2)):
+            piece = spans[start:start + size]
+            out.append(prefix + (chunk.text[piece[0][0]:piece[-1][1]] if piece else chunk.text))
+            if start + size >= len(spans):
+                break
+        return out
 
     def ingest_file(self, run: Run, p: Planned) -> FileOutcome:
         """Parse, chunk, embed and write one changed file; its chunks replace the old ones in one step."""
@@ -326,7 +358,7 @@ def _ingest(ws: Workspace, ingestor: Ingestor, paths: list[Path], files: list[Pa
         # a killed ingest may have written files without rebuilding the indices over them
         if stopped or any(o.status in ("ingested", "removed") for o in outcomes):
             progress.note("updating the full-text and vector indices", STAGE)
-            ingestor.index.rebuild_indices()
+            ingestor.index.rebuild_indices(windows=ws.config.ingest.embed_window > 0)
         report = IngestReport(run_id=run.run_id, files=outcomes, seconds=round(time.perf_counter() - t0, 2),
                               chunks_total=ingestor.index.count(), over_window=ingestor.over_window,
                               embedder_window=ingestor.embedder.max_tokens, chunks_embedded=ingestor.chunks_embedded,

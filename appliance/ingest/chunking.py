@@ -207,5 +207,7 @@ def chunker_params(cfg: IngestConfig) -> dict[str, int | str | bool]:
     if cfg.chunker == "window":
         return {"chunker": "window", "window_tokens": cfg.window_tokens, "window_overlap": cfg.window_overlap,
                 "section_prefix": cfg.section_prefix}
-    return {"chunker": "structure", "max_tokens": cfg.max_tokens, "min_tokens": cfg.min_tokens,
-            "overlap_tokens": cfg.overlap_tokens, "section_prefix": cfg.section_prefix}
+    params: dict[str, int | str | bool] = {
+        "chunker": "structure", "max_tokens": cfg.max_tokens, "min_tokens": cfg.min_tokens,
+        "overlap_tokens": cfg.overlap_tokens, "section_prefix": cfg.section_prefix}
+    return params | {"embed_window": cfg.embed_window} if cfg.embed_window else params

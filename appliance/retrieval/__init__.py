@@ -100,7 +100,7 @@ class Retriever:
         fts_job = self.index.start_fts_search(query, n, groups) if mode in ("fts", "hybrid") else None
         qvec = self.embedder.embed_query(query) if mode in ("vector", "hybrid") or rerank == "sentence" else None
         if mode in ("vector", "hybrid"):
-            vec_rows = self.index.vector_search(qvec.tolist(), n, groups)
+            vec_rows = self.index.vector_search(qvec.tolist(), n, groups, windows=self.cfg.ingest.embed_window > 0)
         if fts_job is not None:
             fts_rows = fts_job.result()
         fused = _fuse(vec_rows, fts_rows, r, mode)

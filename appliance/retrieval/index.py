@@ -50,6 +50,7 @@ def chunk_schema(dim: int) -> pa.Schema:
         ("chunker", pa.string()),
         ("chunker_params", pa.string()), ("n_tokens", pa.int32()), ("ordinal", pa.int32()),
         ("vector", pa.list_(pa.float32(), dim)),
+        ("vectors", pa.list_(pa.list_(pa.float32(), dim))),    # the chunk's windows (one: the chunk itself)
     ])
 
 
@@ -100,6 +101,8 @@ class ChunkIndex:
         if width != dim:
             raise UsageError(f"the index holds {width}-d vectors but the embedder makes {dim}-d ones: "
                              f"re-ingest into a new workspace")
+        if "vectors" not in self.chunks.schema.names:   # an index from before windows: empty until re-ingested
+            self.chunks.add_columns(chunk_schema(dim).field("vectors"))
 
     def documents_by_path(self) -> dict[str, dict[str, Any]]:
         return {r["path"]: r for r in self.documents.to_arrow().to_pylist()}
@@ -116,8 +119,9 @@ class ChunkIndex:
         self.chunks.delete(f"doc_id = '{doc_id}'")
         self.documents.delete(f"doc_id = '{doc_id}'")
 
-    def rebuild_indices(self) -> None:
-        """Full-text index over search_text (BM25), and an ANN vector index once the table is large."""
+    def rebuild_indices(self, windows: bool = False) -> None:
+        """Full-text index over search_text (BM25), and an ANN vector index once the table is large (over the
+        chunks' windows where they are searched: `windows`)."""
         from lancedb.index import FTS, Bitmap, IvfHnswSq, LabelList
 
         if self.chunks.count_rows() == 0:
@@ -126,7 +130,8 @@ class ChunkIndex:
         self.chunks.create_index("public", config=Bitmap(), replace=True)  # the access-group prefilter
         self.chunks.create_index("groups", config=LabelList(), replace=True)
         if self.chunks.count_rows() >= ANN_MIN_ROWS:
-            self.chunks.create_index("vector", config=IvfHnswSq(distance_type="cosine"), replace=True)
+            self.chunks.create_index("vectors" if windows else "vector", config=IvfHnswSq(distance_type="cosine"),
+                                     replace=True)
         self.chunks.optimize()
 
     def count(self) -> int:
@@ -135,9 +140,12 @@ class ChunkIndex:
     # The two searches go straight to LanceDB's async table on LanceDB's own background loop, the same handle its
     # sync API wraps (so they see every write made through self.chunks): one hop per query instead of the sync query
     # builder's several (schema reads included), and the full-text search can run while the query is embedded.
-    def vector_search(self, vector: list[float], n: int, groups: list[str]) -> list[dict[str, Any]]:
+    def vector_search(self, vector: list[float], n: int, groups: list[str], windows: bool = False
+                      ) -> list[dict[str, Any]]:
+        """The chunks nearest to `vector`; with `windows`, a chunk's distance is that of its nearest window."""
         async def run() -> list[dict[str, Any]]:
-            q = (self.chunks._table.query().nearest_to(vector).distance_type("cosine")
+            q = (self.chunks._table.query().nearest_to(vector).column("vectors" if windows else "vector")
+                 .distance_type("cosine")
                  .where(group_filter(groups)).select(RESULT_COLUMNS + ["_distance"]).limit(n))
             return _rows(await q.to_arrow())
         return _on_lance_loop(run()).result()
