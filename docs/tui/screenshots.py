@@ -14,6 +14,8 @@ from textual.worker import WorkerCancelled
 from appliance.workspace import open_workspace
 from tui.app import TABS, ApplianceApp
 
+SEARCH_QUERY = "error code E08 heater fault"   # answered by the sample corpus
+
 
 async def shoot(ws: Path, out: Path, tabs: list[str]) -> None:
     app = ApplianceApp(open_workspace(ws, create=False))
@@ -22,6 +24,10 @@ async def shoot(ws: Path, out: Path, tabs: list[str]) -> None:
             if tab not in tabs:
                 continue
             await pilot.press(str(i + 1))
+            if tab == "search":                      # a query, so the tab shows hits
+                app.query_one("#search-query").value = SEARCH_QUERY
+                app.query_one("#search-query").focus()
+                await pilot.press("enter")
             for _ in range(3):
                 try:
                     await app.workers.wait_for_complete()
