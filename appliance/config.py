@@ -83,6 +83,8 @@ class RetrievalConfig:
     mmr_lambda: float = 0.85                # 1: rank by relevance only; lower trades relevance for diversity (MMR)
     max_per_doc: int = 0                    # 0: no cap; else at most this many chunks of one document in the top k
     rerank: Rerank = "none"                 # none | sentence (MiniLM max-similarity over the chunk's sentences)
+    second_hop: bool = False                # hybrid: identifiers in the top hit that the query lacks are searched
+                                            # for (BM25) and what they find joins the hits after the first two
     embed_batch: int = 64
 
 

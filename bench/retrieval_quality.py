@@ -3,7 +3,8 @@ samples/, in one run and one table: hybrid is compared with plain BM25 and plain
 and with the naive method a user would otherwise run: BM25 over fixed windows of ~1,000 characters (250 word pieces,
 no overlap, no structure), the row marked `naive`. `ctx tok` is what a rag answer then costs: the generator tokens of
 the eval.context_k passages it is given (cut to eval.context_max_tokens), averaged over the questions; `parent` is
-the structure chunker with chunks up to 400 word pieces embedded in windows (ingest.embed_window).
+the structure chunker with chunks up to 400 word pieces embedded in windows (ingest.embed_window); `hop` is the
+default chunks searched with retrieval.second_hop.
 
     .venv/bin/python bench/retrieval_quality.py [--k 5]
 """
@@ -31,6 +32,7 @@ SETS = {"devset": (REPO_ROOT.parent / "shared" / "devset" / "corpus", REPO_ROOT.
 
 # (label, workspace settings, modes): the product's chunkers, then the naive baseline
 RUNS = [("structure", ["ingest.chunker=structure"], ("vector", "fts", "hybrid")),
+        ("hop", ["retrieval.second_hop=true"], ("hybrid",)),
         ("window", ["ingest.chunker=window"], ("vector", "fts", "hybrid")),
         ("parent", ["ingest.embed_window=250", "ingest.max_tokens=400"], ("vector", "fts", "hybrid")),
         ("naive", ["ingest.chunker=window", "ingest.window_tokens=250", "ingest.window_overlap=0"], ("fts",))]

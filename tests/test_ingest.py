@@ -185,3 +185,44 @@ def test_an_index_from_before_windows_opens_and_gains_the_column(tmp_path: Path)
     assert index.chunks.schema.field("vectors").type == chunk_schema(4).field("vectors").type
     assert [r["chunk_id"] for r in index.vector_search([1.0, 0.0, 0.0, 0.0], 3, [])] == ["c1"]
     assert index.vector_search([1.0, 0.0, 0.0, 0.0], 3, [], windows=True) == []   # no windows until re-ingested
+
+
+def test_hop_terms_are_identifiers_the_query_lacks() -> None:
+    from appliance.retrieval import hop_terms
+
+    text = "class sched.scheduler(timefunc=time.monotonic, delayfunc=time.sleep); e.g. call run() or enterabs()"
+    assert hop_terms("Which function does sched.scheduler use?", text) == ["time.monotonic", "time.sleep",
+                                                                            "enterabs"]
+    assert hop_terms("plain words only", "No identifiers here, i.e. none.") == []
+
+
+def test_the_second_hop_finds_the_passage_named_by_the_first(tmp_path: Path) -> None:
+    """A bridge question: the first passage names the clock the scheduler uses (an identifier the question lacks);
+    the passage that answers shares no word with the question. The second hop finds it; without it, it is not found."""
+    from appliance.retrieval import Retriever
+    from appliance.ingest import ingest
+    from appliance.workspace import init_workspace
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "scheduler.md").write_text("# Scheduler\n\nThe job scheduler's default time source is "
+                                       "hwclock.tick_source; the scheduler runs each job when its time comes.\n")
+    (docs / "hwclock.md").write_text("# Hardware clock\n\nhwclock.tick_source: since 4.2 it reads the processor's "
+                                     "TSC counter, which is monotonic.\n")
+    for i in range(1, 13):          # sections long enough to be chunks of their own, each near the question
+        (docs / f"notes-{i}.md").write_text(
+            f"# Scheduler note {i}\n\nIn release {i} the job scheduler ran jobs late whenever the wall clock was "
+            f"set back, and the scheduler of release {i} logged which job ran first and which ran last.\n")
+    question = "In which release did the job scheduler's default time source stop going backwards?"
+    ws = init_workspace(tmp_path / "ws")
+    ingest(ws, [docs])
+    ws.config.retrieval.mmr_lambda = 1.0        # relevance only: MMR would lift the odd one out of near-duplicates
+    retriever = Retriever(ws.config, ws.index_dir)
+    found = {}
+    for hop in (False, True):
+        ws.config.retrieval.second_hop = hop
+        result = retriever.search(question, k=3)
+        found[hop] = [h.file_name for h in result.hits]
+        assert [h.rank for h in result.hits] == [1, 2, 3] and bool(result.hop_terms) == hop, (found, result)
+    assert found[True][0] == found[False][0] == "scheduler.md"
+    assert "hwclock.md" not in found[False] and "hwclock.md" in found[True]

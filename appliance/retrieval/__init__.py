@@ -3,9 +3,10 @@ identical-content collapsing, and access groups enforced inside every query: the
 the OS user running it is entitled to (appliance/access.py)."""
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -18,6 +19,12 @@ from appliance.errors import UsageError
 from appliance.retrieval.embed import Embedder
 from appliance.retrieval.index import ChunkIndex
 from appliance.text import normalise, sentences
+
+# A bridge question names one thing and asks about another that the first passage names: in technical documents
+# that link is mostly an identifier (a dotted name, a function) which the question itself does not contain.
+HOP_TERM = re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|\b[A-Za-z_]\w*(?=\(\))")
+HOP_TERMS = 4           # identifiers added to the second query at most
+HOP_KEEP = 2            # first-hop hits that stay ahead of the second hop's
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,7 @@ class SearchResult:
     rerank: str
     hits: list[Hit]
     latency_ms: float
+    hop_terms: list[str] = field(default_factory=list)   # what the second hop searched for (none: no second hop)
 
 
 class Retriever:
@@ -123,8 +131,21 @@ class Retriever:
                             groups=list(row["groups"] or []), vector_rank=vrank, fts_rank=frank))
             if len(hits) == k:
                 break
+        terms = hop_terms(query, hits[0].text) if r.second_hop and mode == "hybrid" and k > HOP_KEEP and hits else []
+        if terms:
+            hits = self._second_hop(query, terms, hits, k, groups)
         return SearchResult(query=query, mode=mode, k=k, groups=groups, rerank=rerank, hits=hits,
-                            latency_ms=round((time.perf_counter() - t0) * 1000, 2))
+                            latency_ms=round((time.perf_counter() - t0) * 1000, 2), hop_terms=terms)
+
+    def _second_hop(self, query: str, terms: list[str], hits: list[Hit], k: int, groups: list[str]) -> list[Hit]:
+        """The first HOP_KEEP hits, then what a full-text search for the query and `terms` finds, then the rest of
+        the first hits, k in all."""
+        found = self.search(f"{query} {' '.join(terms)}", k=k, mode="fts", groups=groups).hits
+        merged: list[Hit] = []
+        for h in [*hits[:HOP_KEEP], *found, *hits[HOP_KEEP:]]:
+            if len(merged) < k and all(h.chunk_id != m.chunk_id and h.text != m.text for m in merged):
+                merged.append(replace(h, rank=len(merged) + 1))
+        return merged
 
     def _rerank_sentences(self, qvec: np.ndarray, fused: list) -> list:
         """Order candidates by the best cosine between the query and any one sentence of the chunk, tie-broken by
@@ -143,6 +164,15 @@ class Retriever:
             best[i] = max(best[i], float(s))
         order = sorted(range(len(fused)), key=lambda i: (-best[i], -fused[i][1]))
         return [(fused[i][0], float(best[i]), fused[i][2], fused[i][3]) for i in order]
+
+
+def hop_terms(query: str, text: str) -> list[str]:
+    """Identifiers in `text` (dotted names, names called with ()) that `query` does not contain, first seen first."""
+    lowered, out = query.lower(), []
+    for term in HOP_TERM.findall(text):
+        if len(term) >= 4 and term.lower() not in lowered and term not in out:
+            out.append(term)
+    return out[:HOP_TERMS]
 
 
 def _mmr(fused: list, lam: float) -> Iterator:
