@@ -37,7 +37,7 @@ def build(index: ChunkIndex, seed_rows: list[dict], n: int) -> float:
         vec /= np.linalg.norm(vec)
         tag = f"copy{i // len(seed_rows)}"
         rows.append(base | {"chunk_id": f"{i:032x}", "content_sha256": f"{i:064x}", "vector": vec.tolist(),
-                            "vectors": [vec.tolist()], "text": base["text"] + " " + tag, "search_text": base["search_text"] + " " + tag})
+                            "text": base["text"] + " " + tag, "search_text": base["search_text"] + " " + tag})
         if len(rows) == 5000:
             index.chunks.add(rows)
             rows = []

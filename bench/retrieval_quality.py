@@ -62,7 +62,8 @@ def main() -> None:
                         found = retriever.search(q.question, k=args.k, mode=mode, groups=q.groups)
                         rank = evidence_rank(q, found)[0]
                         rag = dataclasses.replace(found, hits=found.hits[:e.context_k])    # MMR: the same first k
-                        tokens.append(sum(count(p.text) for p in retrieved_context(rag, e.context_max_tokens, count).passages))
+                        passages = retrieved_context(rag, e.context_max_tokens, count).passages
+                        tokens.append(sum(count(p.text) for p in passages))
                         results.append(QuestionResult(id=q.id, kind=q.kind, retrieved=rank is not None, rank=rank,
                                                       in_index=True, quotes_found=0, quotes=len(q.evidence),
                                                       top_files=[], latency_ms=0.0))

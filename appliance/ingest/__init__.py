@@ -218,17 +218,19 @@ class Ingestor:
 
     def rows(self, p: Planned, chunks: list[Chunk]) -> list[dict[str, Any]]:
         """Index rows of the chunks (embedded with their section prefix), identical chunks kept once."""
+        if not chunks:
+            return []
         texts = [_search_text(c, self.cfg.ingest.section_prefix) for c in chunks]
         t0 = time.perf_counter()
-        if self.cfg.ingest.embed_window:
+        windowed = bool(self.cfg.ingest.embed_window)
+        if windowed:                     # every window of every chunk in one batch, then split back per chunk
             windows = [self.windows(c) for c in chunks]
             flat = self.embedder.embed([w for ws in windows for w in ws])
-            ends = np.cumsum([len(ws) for ws in windows])
-            window_vectors = np.split(flat, ends[:-1])
-            vectors = np.stack([_unit(v.mean(axis=0)) for v in window_vectors]) if chunks else flat
+            window_vectors = np.split(flat, np.cumsum([len(ws) for ws in windows])[:-1])
+            vectors = [_unit(v.mean(axis=0)) for v in window_vectors]
         else:
-            vectors = self.embedder.embed(texts)
-            window_vectors = [v[None, :] for v in vectors]
+            vectors = list(self.embedder.embed(texts))
+            window_vectors = [None] * len(vectors)
         self.embed_seconds += time.perf_counter() - t0
         self.chunks_embedded += len(texts)
         doc_id = hashlib.sha256(p.key.encode()).hexdigest()
@@ -239,7 +241,7 @@ class Ingestor:
             if content in seen:
                 continue
             seen.add(content)
-            self.over_window += len(wins) == 1 and self.embedder.count(text) + 2 > self.embedder.max_tokens
+            self.over_window += not windowed and self.embedder.count(text) + 2 > self.embedder.max_tokens
             rows.append({
                 "chunk_id": hashlib.sha256(f"{doc_id}:{c.ordinal}:{content}".encode()).hexdigest()[:32],
                 "doc_id": doc_id, "path": p.key, "file_name": p.path.name, "file_sha256": p.sha256,
@@ -247,7 +249,8 @@ class Ingestor:
                 "element_types": list(c.element_types), "text": c.text, "search_text": text,
                 "content_sha256": content, "groups": p.groups, "public": not p.groups,
                 "chunker": self.params["chunker"], "chunker_params": json.dumps(self.params, sort_keys=True),
-                "n_tokens": c.n_tokens, "ordinal": c.ordinal, "vector": vec.tolist(), "vectors": wins.tolist(),
+                "n_tokens": c.n_tokens, "ordinal": c.ordinal, "vector": vec.tolist(),
+                "vectors": None if wins is None else wins.tolist(),
             })
         return rows
 

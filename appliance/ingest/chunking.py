@@ -210,4 +210,6 @@ def chunker_params(cfg: IngestConfig) -> dict[str, int | str | bool]:
     params: dict[str, int | str | bool] = {
         "chunker": "structure", "max_tokens": cfg.max_tokens, "min_tokens": cfg.min_tokens,
         "overlap_tokens": cfg.overlap_tokens, "section_prefix": cfg.section_prefix}
-    return params | {"embed_window": cfg.embed_window} if cfg.embed_window else params
+    if cfg.embed_window:                    # recorded only when on: chunks made without it keep their signature
+        params["embed_window"] = cfg.embed_window
+    return params

@@ -50,7 +50,7 @@ def chunk_schema(dim: int) -> pa.Schema:
         ("chunker", pa.string()),
         ("chunker_params", pa.string()), ("n_tokens", pa.int32()), ("ordinal", pa.int32()),
         ("vector", pa.list_(pa.float32(), dim)),
-        ("vectors", pa.list_(pa.list_(pa.float32(), dim))),    # the chunk's windows (one: the chunk itself)
+        ("vectors", pa.list_(pa.list_(pa.float32(), dim))),    # the chunk's windows (null: embedded whole)
     ])
 
 
@@ -101,7 +101,7 @@ class ChunkIndex:
         if width != dim:
             raise UsageError(f"the index holds {width}-d vectors but the embedder makes {dim}-d ones: "
                              f"re-ingest into a new workspace")
-        if "vectors" not in self.chunks.schema.names:   # an index from before windows: empty until re-ingested
+        if "vectors" not in self.chunks.schema.names:   # an index from before windows (null where embedded whole)
             self.chunks.add_columns(chunk_schema(dim).field("vectors"))
 
     def documents_by_path(self) -> dict[str, dict[str, Any]]:
