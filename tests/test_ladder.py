@@ -194,3 +194,20 @@ def test_a_ladder_killed_during_an_evaluation_resumes_it(corpus, tmp_path, capsy
     con.close()
     assert len(counts) == 30 * 3 and {n for _, _, n in counts} == {1}
     assert main(["--workspace", str(ws), "audit", "verify"]) == 0
+
+
+def test_a_dataset_without_validation_examples_is_not_trained_and_says_why(tmp_path, monkeypatch) -> None:
+    """Training stops on validation loss and refuses such a dataset; the ladder skips training with the reason
+    (which the record prints) instead of failing there."""
+    import appliance.sdg.dataset as dataset
+    from appliance.ladder.job import Ladder, Plan
+    from appliance.progress import Progress
+
+    card = {"run_id": "r1", "dataset_id": "d1", "examples": 12, "reviewed_only": False, "by_split": {"train": 12}}
+    monkeypatch.setattr(dataset, "build_dataset", lambda ws, **kw: card)
+    ws = open_workspace(tmp_path / "ws")
+    lad = Ladder(ws, Plan(SAMPLES / "corpus", SAMPLES / "questions.jsonl", ["tinycoder-random"]), Progress(), "")
+    made = lad._dataset(reviewed=0)
+    assert made["dataset_id"] == "d1" and "no validation examples" in made["reason"]
+    card["by_split"]["validation"] = 3
+    assert "reason" not in lad._dataset(reviewed=0)

@@ -350,3 +350,41 @@ def test_a_generation_killed_with_sigkill_resumes_without_duplicates(ws) -> None
     with AuditStore(ws / "audit.duckdb") as store:
         report = store.verify()
         assert report.ok, [str(f) for f in report.findings]
+
+
+def test_the_split_unit_is_the_document_unless_a_split_would_be_left_without_one() -> None:
+    from appliance.config import Config
+    from appliance.sdg.generate import split_unit
+
+    many = [{"file_name": f"doc{i}.md", "section": "Scope"} for i in range(40)]
+    one = [{"file_name": "manual.md", "section": f"Part {i}"} for i in range(40)]
+    assert split_unit(many, Config()) == "document" and split_unit(one, Config()) == "section"
+    no_held_out = Config()
+    no_held_out.sdg.validation_share = no_held_out.sdg.probe_share = 0.0
+    assert split_unit(one, no_held_out) == "document"
+
+
+def test_a_one_document_corpus_is_split_by_section(tmp_path: Path, capsys) -> None:
+    """One long manual split by document puts every pair on one side: no validation loss (training refuses) and no
+    probe. Split by section, each split gets pairs, no section is on two sides, and the dataset trains."""
+    from appliance.sdg.generate import generate_pairs
+
+    root, corpus = tmp_path / "ws", tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(SAMPLES / "corpus" / "information-security-policy.md", corpus)
+    assert main(["--workspace", str(root), "ingest", str(corpus), "--json"]) == 0
+    capsys.readouterr()
+    summary = generate_pairs(open_workspace(root, ["sdg.probe_questions=50"]), generator=scripted_writer())
+    con = duckdb.connect(str(root / "audit.duckdb"), read_only=True)
+    start = con.execute("SELECT json_extract_string(payload_json, '$.split_unit') FROM events "
+                        "WHERE run_id = ? AND kind = 'sdg_start'", [summary["run_id"]]).fetchone()[0]
+    sides = con.execute("SELECT section, list(DISTINCT split) FROM v_sdg_pairs WHERE run_id = ? AND passed "
+                        "GROUP BY section", [summary["run_id"]]).fetchall()
+    con.close()
+    assert start == "section"
+    assert all(len(splits) == 1 for _, splits in sides), sides
+    assert {s for _, splits in sides for s in splits} == {"train", "validation", "probe"}, sides
+    code, card, err = run_cli(capsys, root, "sdg", "dataset", "--unreviewed", "--json")
+    assert code == 0, err
+    assert card["split_unit"] == "section" and card["by_split"].get("validation", 0) > 0
+    assert card["coverage"]["training_documents"] == 1

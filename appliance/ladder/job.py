@@ -176,6 +176,8 @@ class Ladder:
     def early_keys(self) -> dict[str, str]:
         """The keys of the rungs that depend only on the inputs (the later ones depend on their outputs); the
         corpus is hashed once for both the plan and the run."""
+        from appliance.sdg.generate import SPLIT_RULE
+
         cfg, p, questions_sha, models = self.cfg, self.plan, self.questions_sha, self.models
         ingest = key_of("ingest", cfg, corpus=corpus_sha256(p.docs), groups=p.groups,
                         embedder=self.ws.models.get(cfg.models.embedder).sha256)
@@ -186,7 +188,7 @@ class Ladder:
         for s in cfg.ladder.strategies:
             keys[f"scaling:{s}"] = key_of("scaling", cfg, answers=keys[f"answers:{models[0].name}"], strategy=s)
         keys["sdg"] = key_of("sdg", cfg, index=ingest, generator=self.ws.models.get(cfg.models.generator).sha256,
-                             golden=questions_sha)
+                             golden=questions_sha, split_rule=SPLIT_RULE)
         keys["probe"] = key_of("probe", cfg, sdg=keys["sdg"])
         return keys
 
@@ -307,7 +309,7 @@ class Ladder:
             if self.wanted("probe"):
                 self.step("probe", "probe", keys["probe"], lambda _: self._probe())
                 advance("probe")
-            trainable = bool(self.out.get("dataset", {}).get("dataset_id"))
+            trainable = bool(self.out.get("dataset", {}).get("dataset_id")) and not self.out["dataset"].get("reason")
             if self.wanted("train") and trainable:
                 self.step("train", "train", key_of("train", cfg, dataset=self.out["dataset"]["dataset_id"],
                                                    model=primary.sha256),
@@ -427,8 +429,13 @@ class Ladder:
         except UsageError as e:   # no usable pair: nothing to train on, which the record says
             self.progress.note(f"dataset: {e}; training and the adapted re-evaluation are skipped", STAGE)
             return {"run_id": None, "dataset_id": None, "reason": str(e), "reviewed_pairs": reviewed}
-        return {"run_id": card["run_id"], "dataset_id": card["dataset_id"], "examples": card["examples"],
+        made = {"run_id": card["run_id"], "dataset_id": card["dataset_id"], "examples": card["examples"],
                 "reviewed_only": card["reviewed_only"], "reviewed_pairs": reviewed}
+        if not card["by_split"].get("validation"):   # training stops on validation loss: it would refuse
+            made["reason"] = "it has no validation examples (no passing pair came from the validation split)"
+            self.progress.note(f"dataset: {made['reason']}; training and the adapted re-evaluation are skipped",
+                               STAGE)
+        return made
 
     def _probe(self) -> dict[str, Any]:
         from appliance.sdg.probe import write_probe

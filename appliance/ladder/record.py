@@ -164,7 +164,8 @@ def render(ws: Workspace, out: dict[str, dict[str, Any]], models: list[str], run
                 f"from {_v(figs, 'dataset.documents')} documents; {_v(figs, 'dataset.reviewed')} pairs reviewed by a "
                 f"person, {_v(figs, 'dataset.unreviewed')} never reviewed (at least {cfg.ladder.reviewed_pairs_min} "
                 f"reviewed are needed before fine-tuning is recommended); golden questions whose evidence is among "
-                f"the training sources: {_v(figs, 'dataset.golden_seen')}.")
+                f"the training sources: {_v(figs, 'dataset.golden_seen')}."
+                + (f" Not trained: {out['dataset']['reason']}." if out.get("dataset", {}).get("reason") else ""))
     if "adapted" in out:
         rows = [[c, _pct(figs, f"{primary}.{c}.accuracy"), _pct(figs, f"adapted.{c}.accuracy"),
                  interval(figs.get(f"{primary}.{c}.abstained"), figs.get(f"{primary}.{c}.unanswerable")),

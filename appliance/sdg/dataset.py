@@ -6,9 +6,10 @@ the card names how many were never reviewed). Probe-split pairs never enter a da
 
 A version is named by the sha256 of its canonical content (the examples, one JSON line each, sorted by id): the
 same pairs and settings give the same id, and a changed byte gives another. Files: workspace/datasets/ID/
-train.jsonl, validation.jsonl (the split is by document: no document on both sides), card.json and card.md. Each
-line is the contract's prompt-completion form (TRL's conversational prompt/completion), with `id`, `kind`,
-`source_chunk_ids` and `evidence_withheld` kept as extra fields; `export` writes the other formats.
+train.jsonl, validation.jsonl (split by document, or by section in a corpus too small for that: none on both
+sides), card.json and card.md. Each line is the contract's prompt-completion form (TRL's conversational
+prompt/completion), with `id`, `kind`, `source_chunk_ids` and `evidence_withheld` kept as extra fields; `export`
+writes the other formats.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from appliance.llm import Generator, load_generator
 from appliance.progress import Progress
 from appliance.sdg.examples import Example, ExampleBuilder
 from appliance.sdg.filters import FILTERS
-from appliance.sdg.generate import golden_questions
+from appliance.sdg.generate import chunk_split, golden_questions, split_unit
 from appliance.workspace import Workspace
 
 STAGE = "sdg dataset"
@@ -126,7 +127,8 @@ def dataset_card(ws: Workspace, dataset_id: str, examples: list[Example], pairs:
                  chunks: list[dict[str, Any]], gen: Generator) -> dict[str, Any]:
     """Counts per kind, split and document, filter pass rates, coverage, withheld share, the models that made the
     pairs, and how many golden questions have their gold evidence among the training sources."""
-    train_docs = {c["doc_id"] for c in chunks} - {p["doc_id"] for p in states if p["split"] == "probe"}
+    unit = split_unit(chunks, ws.config)
+    train_docs = {c["doc_id"] for c in chunks if chunk_split(c, unit, ws.config) != "probe"}
     used = [p for p in pairs if any(e.pair_id == p["pair_id"] for e in examples)]
     checked = Counter(p["run_id"] for p in states)
     with AuditStore(ws.audit_path) as store:
@@ -141,7 +143,8 @@ def dataset_card(ws: Workspace, dataset_id: str, examples: list[Example], pairs:
         (seen if {p.chunk_id for p in found} & sources else unseen).append(q.id)
     return {
         "dataset_id": dataset_id, "examples": len(examples),
-        "by_split": dict(Counter(e.split for e in examples)), "by_kind": dict(Counter(e.kind for e in examples)),
+        "split_unit": unit, "by_split": dict(Counter(e.split for e in examples)),
+        "by_kind": dict(Counter(e.kind for e in examples)),
         "by_document": dict(Counter(next(c["file_name"] for c in chunks if c["chunk_id"] == e.source_chunk_ids[0])
                                     for e in examples)),
         "evidence_withheld": sum(e.evidence_withheld for e in examples),
@@ -172,7 +175,8 @@ def card_markdown(card: dict[str, Any]) -> str:
     g = card["golden_overlap"]
     return "\n".join([
         f"# Dataset {card['dataset_id']}", "",
-        f"{card['examples']} examples ({', '.join(f'{k} {v}' for k, v in card['by_split'].items())}); "
+        f"{card['examples']} examples ({', '.join(f'{k} {v}' for k, v in card['by_split'].items())}; split by "
+        f"{card.get('split_unit', 'document')}); "
         f"kinds: {', '.join(f'{k} {v}' for k, v in card['by_kind'].items())}.",
         f"Evidence withheld (target: the refusal) in {card['evidence_withheld']} ({card['withheld_share']:.0%}; "
         f"setting {card['withheld_share_setting']}); source inserted where retrieval missed it: "

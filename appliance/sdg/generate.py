@@ -8,8 +8,9 @@ here); a reply that is not a question is asked again with another seed (sdg.atte
 order); each outcome is a row of sdg_filters. A chunk's pairs, outcomes and its `sdg_chunk_done` event are written
 in one transaction: a killed run goes on with `--resume RUN_ID` after its last whole chunk.
 
-Documents are split once, by a hash of their id and sdg.seed: training, validation (sdg.validation_share) and the
-abstention probe (sdg.probe_share, never trained on). Only chunks without access groups are used unless --groups
+Documents are split once, by a hash of their file name and sdg.seed: training, validation (sdg.validation_share)
+and the abstention probe (sdg.probe_share, never trained on); a corpus too small for every split to get a document
+(one long manual) is split by section instead (split_unit). Only chunks without access groups are used unless --groups
 names them: what a model is trained on, every user of that model can draw out of it.
 """
 from __future__ import annotations
@@ -64,13 +65,31 @@ class Candidate:
     attempts: int
 
 
-def split_of(file_name: str, cfg: Config) -> str:
-    """The split a document belongs to, fixed by its file name and sdg.seed (no document is on two sides; the
-    same corpus copied elsewhere, or re-ingested from another folder, splits the same way)."""
-    u = int(hashlib.sha256(f"{cfg.sdg.seed}:{file_name}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+def split_of(unit: str, cfg: Config) -> str:
+    """The split a unit (a document's file name, or a file name and section) belongs to, fixed by its name and
+    sdg.seed (no unit is on two sides; the same corpus copied elsewhere, or re-ingested from another folder, splits
+    the same way)."""
+    u = int(hashlib.sha256(f"{cfg.sdg.seed}:{unit}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     if u < cfg.sdg.probe_share:
         return "probe"
     return "validation" if u < cfg.sdg.probe_share + cfg.sdg.validation_share else "train"
+
+
+SPLIT_RULE = 2   # bump when the way pairs are split changes: the ladder's sdg key holds it, so old pairs are not reused
+
+
+def split_unit(chunks: list[dict[str, Any]], cfg: Config) -> str:
+    """`document` when splitting the corpus by document gives every split a document (training, and validation
+    and probe where their shares are set); else `section`: a corpus of one long manual, or a few documents, is split
+    by (document, section) so that validation loss and the held-out probe still exist, no section on two sides."""
+    wanted = {"train"} | {s for s, share in (("validation", cfg.sdg.validation_share),
+                                              ("probe", cfg.sdg.probe_share)) if share > 0}
+    return "document" if wanted <= {split_of(c["file_name"], cfg) for c in chunks} else "section"
+
+
+def chunk_split(chunk: dict[str, Any], unit: str, cfg: Config) -> str:
+    """The split of a chunk's pairs under `unit` (split_unit)."""
+    return split_of(chunk["file_name"] if unit == "document" else f"{chunk['file_name']}#{chunk['section']}", cfg)
 
 
 ASSUMED_SURVIVAL = 0.43     # share of candidates kept, measured on the sample corpus with the default model
@@ -319,6 +338,7 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
         judge = load_generator(ws, cfg.sdg.judge_model)
     writer, filters = Writer(gen, cfg), Filters(cfg, answerer, gold, judge)
     order = spread(chunks)
+    unit = r.start.get("split_unit", "document") if r else split_unit(chunks, cfg)  # a run keeps its first unit
     done_chunks = {e["chunk_id"] for e in r.done} if r else set()
     kept: Counter[str] = Counter()
     for e in r.done if r else []:
@@ -329,15 +349,17 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
     estimate = _estimate(gen, order, cfg, budget, sum(kept.values()))
     progress.note(estimate["text"], STAGE)
     t0 = time.perf_counter()
-    progress.note(f"{len(order)} chunks ({len({c['doc_id'] for c in chunks})} documents); golden questions guarded "
-                  f"against: {len(gold)} from {len(gold_files)} file(s); generator {gen.identity.model}", STAGE)
+    progress.note(f"{len(order)} chunks ({len({c['doc_id'] for c in chunks})} documents, split by {unit}); golden "
+                  f"questions guarded against: {len(gold)} from {len(gold_files)} file(s); generator "
+                  f"{gen.identity.model}", STAGE)
     with ws.resumed_run(r.run_id) if r else ws.run("sdg-generate", command) as run:
         if r:
             run.event("run_resumed", **process_event(command, chunks_done=len(done_chunks)))
         else:
             run.event("sdg_start", **process_event(command, groups=groups, model=gen.identity.model,
                                                    model_sha256=gen.identity.model_sha256, golden_files=gold_files,
-                                                   golden_questions=len(gold), chunks=len(order)))
+                                                   golden_questions=len(gold), chunks=len(order),
+                                                   split_unit=unit))
         run.event("sdg_estimate", **{k: v for k, v in estimate.items() if k != "text"})
         run.flush()
         progress.note(f"run {run.run_id}: if it is stopped, `appliance sdg generate --resume {run.run_id}` goes on "
@@ -346,7 +368,7 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
         tables: dict[str, list] = {}
         batch: list[tuple[int, dict[str, Any], str, list[Candidate | str]]] = []
         for n, chunk in enumerate(order, 1):
-            split = split_of(chunk["file_name"], cfg)
+            split = chunk_split(chunk, unit, cfg)
             if chunk["chunk_id"] in done_chunks or kept[_budget_of(split)] >= budget[_budget_of(split)]:
                 continue
             progress.check()
