@@ -112,7 +112,7 @@ def main() -> None:
             fixed = [Passage(**x) for x in q.extra["passages"]] if "passages" in q.extra else None  # a probe's own
             ctx, _ = answerer.context(q.question, "rag", q.groups, tuple(q.evidence), fixed)
             prompt, stop = gen.render_messages(CONTEXT.messages(question=q.question, context=ctx.render()))
-            prompts.append((q, prompt, stop, bool(ctx.evidence_in_context), f.name))
+            prompts.append((q, prompt, stop, bool(ctx.evidence_in_context), str(f)))
     runs = [("base", False), (f"adapter {args.adapter}", True)] if args.adapter else [("base", None)]
     results = []
     for label, on in runs:
@@ -122,7 +122,7 @@ def main() -> None:
         results.append((label, score(gen, answerer, prompts, refusal)))
     for label, rows in results:
         for f in files:
-            table(f"{label}, {f.name}", [r for r in rows if r["file"] == f.name])
+            table(f"{label}, {f}", [r for r in rows if r["file"] == str(f)])
 
 
 if __name__ == "__main__":
