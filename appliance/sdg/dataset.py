@@ -27,7 +27,7 @@ from appliance.llm import Generator, load_generator
 from appliance.progress import Progress
 from appliance.sdg.examples import Example, ExampleBuilder
 from appliance.sdg.filters import FILTERS
-from appliance.sdg.generate import chunk_split, golden_questions, split_unit
+from appliance.sdg.generate import chunk_split, golden_questions
 from appliance.workspace import Workspace
 
 STAGE = "sdg dataset"
@@ -127,13 +127,16 @@ def dataset_card(ws: Workspace, dataset_id: str, examples: list[Example], pairs:
                  chunks: list[dict[str, Any]], gen: Generator) -> dict[str, Any]:
     """Counts per kind, split and document, filter pass rates, coverage, withheld share, the models that made the
     pairs, and how many golden questions have their gold evidence among the training sources."""
-    unit = split_unit(chunks, ws.config)
-    train_docs = {c["doc_id"] for c in chunks if chunk_split(c, unit, ws.config) != "probe"}
     used = [p for p in pairs if any(e.pair_id == p["pair_id"] for e in examples)]
     checked = Counter(p["run_id"] for p in states)
     with AuditStore(ws.audit_path) as store:
         rates = store.con.execute("SELECT filter, sum(checked), sum(passed) FROM v_sdg_survival GROUP BY filter"
                                   ).fetchall()
+        recorded = store.con.execute(  # the unit the pairs were split by, as their newest generation run recorded it
+            "SELECT json_extract_string(payload_json, '$.split_unit') FROM events WHERE kind = 'sdg_start' AND "
+            "run_id IN (SELECT unnest(?)) ORDER BY created_at DESC LIMIT 1", [list(checked)]).fetchone()
+    unit = (recorded and recorded[0]) or "document"   # runs from before the section split recorded none
+    train_docs = {c["doc_id"] for c in chunks if chunk_split(c, unit, ws.config) != "probe"}
     sources = {cid for e in examples if e.split == "train" for cid in e.source_chunk_ids}
     gold, gold_files = golden_questions(ws, [])
     assert answerer.retriever is not None
