@@ -125,6 +125,7 @@ class SDGConfig:
     validation_share: float = 0.1           # documents whose pairs go to validation
     probe_share: float = 0.2                # documents held out of training for the abstention probe
     probe_questions: int = 120              # probe questions (each asked with evidence withheld and present)
+    probe_validation: bool = True           # the probe also asks the validation documents' pairs (never trained on)
     judge_model: str = ""                   # free-form pairs: a judge model other than the generator ("" none)
     seed: int = 0
 

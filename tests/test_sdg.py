@@ -388,3 +388,25 @@ def test_a_one_document_corpus_is_split_by_section(tmp_path: Path, capsys) -> No
     assert code == 0, err
     assert card["split_unit"] == "section" and card["by_split"].get("validation", 0) > 0
     assert card["coverage"]["training_documents"] == 1
+
+
+def test_the_probe_asks_the_held_out_splits_and_says_which(tmp_path: Path, capsys) -> None:
+    """The probe asks the validation documents' pairs as well as the probe documents' (neither is trained on), each
+    question says its split, and turning sdg.probe_validation off leaves the probe documents only."""
+    from appliance.sdg.generate import generate_pairs
+    from appliance.sdg.probe import write_probe
+
+    root, corpus = tmp_path / "ws", tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(SAMPLES / "corpus" / "information-security-policy.md", corpus)
+    assert main(["--workspace", str(root), "ingest", str(corpus), "--json"]) == 0
+    capsys.readouterr()
+    generate_pairs(open_workspace(root, ["sdg.probe_questions=50"]), generator=scripted_writer())
+    both = write_probe(open_workspace(root), generator=scripted_writer())
+    rows = [json.loads(line) for line in Path(both["path"]).read_text().splitlines()]
+    assert both["by_split"]["probe"] > 0 and both["by_split"]["validation"] > 0, both
+    assert sum(both["by_split"].values()) == both["questions"] == len(rows) // 2
+    assert {r["split"] for r in rows} == {"probe", "validation"}
+    only = write_probe(open_workspace(root, ["sdg.probe_validation=false"]), generator=scripted_writer())
+    assert only["by_split"] == {"probe": both["by_split"]["probe"]}
+    assert {json.loads(line)["split"] for line in Path(only["path"]).read_text().splitlines()} == {"probe"}

@@ -445,7 +445,8 @@ class Ladder:
                             generator=self.writer)
         except UsageError as e:   # no held-out pairs survived: said in the record, not fatal
             return {"run_id": None, "path": None, "sha256": None, "reason": str(e)}
-        return {"run_id": r["run_id"], "path": r["path"], "sha256": r["sha256"], "questions": r["questions"]}
+        return {"run_id": r["run_id"], "path": r["path"], "sha256": r["sha256"], "questions": r["questions"],
+                "by_split": r["by_split"]}
 
     def _train(self, model: str, resume: str | None) -> dict[str, Any]:
         from appliance.training.adapter import train_adapter

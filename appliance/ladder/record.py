@@ -188,7 +188,8 @@ def render(ws: Workspace, out: dict[str, dict[str, Any]], models: list[str], run
     if probe_rows:
         section("Abstention probe (held-out documents; evidence withheld and present)",
                 "Withheld: the answer's passage removed from the context, so refusing is right; present: answering "
-                "is right. 95 % Wilson intervals.", ["model", "withheld: refused", "present: right"], probe_rows)
+                f"is right. 95 % Wilson intervals.{_probe_splits(out['probe'])}",
+                ["model", "withheld: refused", "present: right"], probe_rows)
     elif "probe" in out and not out["probe"].get("path"):
         section("Abstention probe", f"not measured: {out['probe'].get('reason')}")
     cross = [m for m in models if figs.get(f"{m}.rag.n")]
@@ -269,3 +270,12 @@ def _agreement_text(figs: Figures) -> str:
     return (f"asked about {_v(figs, 'crosscheck.n')} answers the checks had settled (refusals aside), it agreed "
             f"on {_pct(figs, 'crosscheck.agreement')}; it differed on {differed}. A judge that differs often where "
             "the checks are sure deserves less trust on the answers only it settled.")
+
+
+def _probe_splits(probe: dict[str, Any]) -> str:
+    """Where the probe's questions came from, when the validation documents were asked too."""
+    by = probe.get("by_split") or {}
+    if not by.get("validation"):
+        return ""
+    return (f" Questions: {by.get('probe', 0)} from the probe documents, {by['validation']} from the validation "
+            "documents (neither is trained on).")

@@ -96,7 +96,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         r = write_probe(ws, groups=cliutil.caller_groups(args.groups, ws), limit=args.limit, progress=progress,
                         command=cliutil.command())
     cliutil.emit(args, r, lambda: print(
-        f"{r['questions']} probe questions from {r['documents']} held-out documents, each asked with its evidence "
+        f"{r['questions']} probe questions from {r['documents']} held-out documents "
+        f"({', '.join(f'{n} {s}' for s, n in r['by_split'].items())}), each asked with its evidence "
         f"withheld and present ({r['asked']} in all): {r['path']}\n"
         f"  measure: appliance eval answers --questions {r['path']} --conditions rag"))
     return cliutil.EXIT_OK

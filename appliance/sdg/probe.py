@@ -3,6 +3,9 @@ its evidence withheld (near-miss passages; the right answer is a refusal) and wi
 retriever gives, the source ensured) - so answering and abstaining can be measured with n large enough for a
 confidence interval (the golden sets have 4-6 unanswerable questions: 0/4 has a 95 % interval of 0-49 %).
 
+The validation documents are never trained on either, so their pairs are asked too (sdg.probe_validation): the
+probe's n grows without taking more documents out of training. Each question says which split it came from.
+
 The probe is a golden set (JSONL, the contract's schema) whose questions carry their passages (`passages`, used
 by `eval answers` under rag in place of retrieval) and `synthetic: true`, so every report marks it synthetic.
 """
@@ -29,11 +32,12 @@ _GOLDEN_KIND = {"fact": "fact", "number": "number", "table": "table", "procedure
 def write_probe(ws: Workspace, groups: list[str] | None = None, limit: int | None = None,
                 progress: Progress | None = None, command: str = "",
                 generator: Generator | None = None) -> dict[str, Any]:
-    """Write the probe from the probe-split pairs that passed every filter (and no one rejected); return what was
-    written (path, sha256, counts)."""
+    """Write the probe from the held-out pairs (the probe split, and the validation split when sdg.probe_validation)
+    that passed every filter (and no one rejected); return what was written (path, sha256, counts)."""
     progress = progress or Progress()
+    splits = {"probe", "validation"} if ws.config.sdg.probe_validation else {"probe"}
     with AuditStore(ws.audit_path) as store:
-        pairs = [p for p in pair_states(store) if p["split"] == "probe" and p["passed"] and p["review"] != "reject"]
+        pairs = [p for p in pair_states(store) if p["split"] in splits and p["passed"] and p["review"] != "reject"]
     pairs = sorted(pairs, key=lambda p: p["pair_id"])[: limit or None]
     if not pairs:
         raise UsageError("no probe pairs: run `appliance sdg generate` (sdg.probe_share of the documents are held "
@@ -59,7 +63,8 @@ def write_probe(ws: Workspace, groups: list[str] | None = None, limit: int | Non
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     result = {"path": str(path), "sha256": digest, "questions": len(rows) // 2, "asked": len(rows),
-              "skipped_pairs": skipped, "documents": len({p["doc_id"] for p in pairs})}
+              "skipped_pairs": skipped, "documents": len({p["doc_id"] for p in pairs}),
+              "by_split": {s: sum(r["split"] == s for r in rows) // 2 for s in sorted(splits)}}
     with ws.run("sdg-probe", command) as run:
         run.event("probe_written", **result)
         result["run_id"] = run.run_id
@@ -74,7 +79,8 @@ def _questions(builder: ExampleBuilder, p: dict[str, Any], source: dict[str, Any
     if not withheld:
         return None
     present, note = builder.present_context(p["question"], evidence, source)
-    common = {"question": p["question"], "aliases": [], "synthetic": True, "probe_pair": p["pair_id"]}
+    common = {"question": p["question"], "aliases": [], "synthetic": True, "probe_pair": p["pair_id"],
+              "split": p["split"]}
     return [
         common | {"id": f"{p['pair_id']}-withheld", "answer": "UNANSWERABLE", "kind": "unanswerable",
                   "source_file": None, "evidence": None, "passages": [asdict(x) for x in withheld]},
