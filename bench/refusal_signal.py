@@ -1,7 +1,9 @@
 """Does the generator know when its passages do not answer? Under rag, the model's own probability of the refusal
 (log P("I don't know" + end of turn | the rag prompt), read teacher-forced from llama.cpp) for each question of one
 or more golden sets, beside what greedy decoding answered (the product's behaviour: the baseline row). With
---adapter the same prompts are scored again with the adapter switched on (one loaded model, A/B).
+--adapter the same prompts are scored again with the adapter switched on (one loaded model, A/B), at each LoRA
+scale of --scales (default 1; a scale below 1 weakens the adapter: a knob against over-refusal), and --no-base
+skips the base model's pass.
 
 Prints, per model, the AUROC of that probability for unanswerable against answerable questions, and for a gate
 "refuse when P(refusal) >= t" at several t how many unanswerable questions it refuses and how many answerable ones
@@ -9,7 +11,7 @@ Prints, per model, the AUROC of that probability for unanswerable against answer
 where the AUROC is well above 0.5: the number says whether calibrating one is worth it for this model.
 
     .venv/bin/python bench/refusal_signal.py --workspace WS --questions ../shared/devset/questions.jsonl \
-        [--questions ../shared/devset/extra/questions.jsonl] [--adapter NAME]
+        [--questions ../shared/devset/extra/questions.jsonl] [--adapter NAME [--scales 1,0.5] [--no-base]]
 
 WS is an ingested workspace (the questions' corpus). A probe from `appliance sdg probe` works as a questions file
 (its questions carry their passages: each asked with its evidence withheld and present). Writes nothing; skips
@@ -97,6 +99,8 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, required=True)
     ap.add_argument("--questions", type=Path, action="append", default=[])
     ap.add_argument("--adapter", help="an adapter registered in the workspace (scored A/B against its base)")
+    ap.add_argument("--scales", default="1", help="LoRA scales the adapter is scored at, comma-separated")
+    ap.add_argument("--no-base", action="store_true", help="with --adapter: skip the base model's pass")
     args = ap.parse_args()
     files = [f for f in args.questions if f.is_file()]
     if not files:
@@ -113,11 +117,14 @@ def main() -> None:
             ctx, _ = answerer.context(q.question, "rag", q.groups, tuple(q.evidence), fixed)
             prompt, stop = gen.render_messages(CONTEXT.messages(question=q.question, context=ctx.render()))
             prompts.append((q, prompt, stop, bool(ctx.evidence_in_context), str(f)))
-    runs = [("base", False), (f"adapter {args.adapter}", True)] if args.adapter else [("base", None)]
+    runs: list[tuple[str, float | None]] = [("base", None)]
+    if args.adapter:
+        scales = [float(x) for x in args.scales.split(",")]
+        runs = [("base", 0.0)] * (not args.no_base) + [(f"adapter {args.adapter} x{s:g}", s) for s in scales]
     results = []
-    for label, on in runs:
-        if on is not None:
-            gen.use_adapter(on)
+    for label, scale in runs:
+        if scale is not None:
+            gen.use_adapter(scale > 0, scale or 1.0)
         print(f"{label} ({gen.entry.name}), rag, {len(prompts)} questions:")
         results.append((label, score(gen, answerer, prompts, refusal)))
     for label, rows in results:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from appliance.cli import main
@@ -122,6 +123,15 @@ def test_train_export_and_serve_an_adapter_with_llama_cpp(ws, capsys) -> None:
     assert gen.identity.adapter is None
     gen.use_adapter(True)
     assert gen.generate("Hello there", greedy).text == with_adapter
+    logits = {}
+    for scale in (0.0, 0.5, 1.0):   # the adapter at half strength is a third model, named as such
+        gen.use_adapter(scale > 0, scale or 1.0)
+        gen.llm.eval(gen.tokens("Hello there"))
+        logits[scale] = np.ctypeslib.as_array(gen.llm._ctx.get_logits(), shape=(gen.llm.n_vocab(),)).copy()
+        if scale == 0.5:
+            assert gen.identity.adapter == f"{s['adapter']}@0.5"
+    assert not np.array_equal(logits[0.5], logits[0.0]) and not np.array_equal(logits[0.5], logits[1.0])
+    assert gen.identity.adapter == s["adapter"]
     with pytest.raises(UsageError, match="trained on"):
         load_generator(open_workspace(ws), model="smollm2-135m-instruct", adapter=s["adapter"])
 

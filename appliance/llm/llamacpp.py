@@ -58,8 +58,9 @@ class LlamaCppGenerator:
         self._chat = (llama_cpp.llama_chat_format.Jinja2ChatFormatter(template, eos_token=self._eos, bos_token=self._bos)
                       if template else None)
 
-    def use_adapter(self, on: bool) -> None:
-        """Switch the loaded adapter on or off (A/B on one loaded model); the identity follows, the prompt cache
+    def use_adapter(self, on: bool, scale: float = 1.0) -> None:
+        """Switch the loaded adapter on or off (A/B on one loaded model), on at `scale` times its trained strength
+        (llama.cpp's --lora-scaled); the identity follows (a scale other than 1 is named in it), the prompt cache
         (computed with the other weights) is dropped."""
         import ctypes
 
@@ -68,11 +69,14 @@ class LlamaCppGenerator:
         if self.lora is None:
             raise UsageError("no adapter is loaded to switch")
         adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.llm._lora_adapter)
-        scales = (ctypes.c_float * 1)(1.0)
+        scales = (ctypes.c_float * 1)(scale)
         if llama_cpp.llama_set_adapters_lora(self.llm._ctx.ctx, adapters, 1 if on else 0, scales):
             raise UsageError(f"llama.cpp could not switch adapter {self.lora.name} {'on' if on else 'off'}")
         self.llm.reset()
-        self.identity = Identity(self.entry.name, self.entry.sha256, *(self.lora.identity() if on else (None, None)))
+        name, sha = self.lora.identity() if on else (None, None)
+        if on and scale != 1.0:
+            name = f"{name}@{scale:g}"
+        self.identity = Identity(self.entry.name, self.entry.sha256, name, sha)
 
     def _token_text(self, token: int) -> str:
         return self.llm._model.token_get_text(token) if token != -1 else ""
