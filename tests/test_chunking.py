@@ -1,6 +1,6 @@
 """Chunkers on synthetic elements, counting words as tokens."""
 from appliance.config import IngestConfig
-from appliance.ingest.chunking import structure_chunks, window_chunks
+from appliance.ingest.chunking import header_rows, structure_chunks, window_chunks
 from appliance.ingest.partition import Element, _looks_like_heading
 
 
@@ -79,6 +79,28 @@ def test_a_table_cut_with_overlap_or_going_on_over_a_page_keeps_its_caption_and_
         assert lines.count("Name\tDescription") == 1 and all(line.startswith("Opt") for line in lines[2:])
     assert any("Opt23\tinstalls part 23" in c.text.splitlines() for c in table_chunks)
     assert sum("Opt5\tinstalls part 5" in c.text.splitlines() for c in table_chunks) >= 1
+
+
+def test_a_group_row_over_column_names_is_one_header_repeated_whole() -> None:
+    """Merged header cells render as a group row over a row of column names: both are the header, so a chunk that
+    continues the table still says which column a figure is in, and a quote from the column names into the first
+    rows is whole in one chunk. A table of words keeps its first row as the only header."""
+    group, names = ("Fighter", "Fighter", "Thief", "Thief"), ("Level", "Dragon Breath", "Level", "Dragon Breath")
+    rows = (group, names) + tuple((f"{i}", f"{10 + i}", f"{i}", f"{20 + i}") for i in range(30))
+    assert header_rows(rows) == 2
+    words = (("Name", "Use"), ("Opt", "installs parts"), ("Alt", "removes parts"), ("Z", "9 parts"), ("Q", "no"))
+    assert header_rows(words) == header_rows(words[:4]) == 1
+    assert header_rows((("Code", "Meaning"), ("E01", "fault"))) == 1
+    elements = [Element("Title", "Saves", 5, ("Saves",), 0), Element("Table", "ignored", 5, ("Saves",), rows=rows)]
+    chunks = structure_chunks(elements, IngestConfig(max_tokens=30, min_tokens=5, overlap_tokens=8), count)
+    table_chunks = [c for c in chunks if "Table" in c.element_types]
+    assert len(table_chunks) > 3
+    for c in table_chunks:
+        lines = [line for line in c.text.splitlines() if line != "Saves"]
+        assert lines[:2] == ["\t".join(group), "\t".join(names)], lines
+        assert all(line[0].isdigit() for line in lines[2:])
+    quote = "\n".join(["\t".join(names), "0\t10\t0\t20", "1\t11\t1\t21"])
+    assert any(quote in c.text for c in table_chunks)
 
 
 def test_structure_overlap_repeats_the_tail_when_cutting_for_size() -> None:

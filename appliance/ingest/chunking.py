@@ -2,7 +2,7 @@
 
 - `structure`: follows the document: a new chunk at each section title (once the current one has min_tokens),
   never over max_tokens; a chunk cut for size inside a section starts with the last overlap_tokens of the previous
-  one (whole elements); a table is cut between rows only, its header row travels with the sentence before it
+  one (whole elements); a table is cut between rows only, its header rows travel with the sentence before it
   (caption or introduction), and a chunk that continues a table repeats both; an over-long paragraph is cut at
   sentence ends.
 - `window`: a fixed window of window_tokens word pieces sliding with window_overlap, blind to structure (baseline).
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from appliance.config import IngestConfig
 from appliance.ingest.partition import Element
 from appliance.text import sentences
+
+_MAX_HEADER_ROWS = 3
 
 TokenCounter = Callable[[str], int]
 
@@ -93,19 +95,36 @@ def row_text(cells: tuple[str, ...] | list[str]) -> str:
     return "\t".join(cells)
 
 
+def header_rows(rows: tuple[tuple[str, ...], ...]) -> int:
+    """How many leading rows are a table's header: the first, and up to two more label rows (no digit in any cell)
+    under it, where the first is a label row too and most rows below them (two or more) hold a digit. A group row
+    over a row of column names (merged header cells as HTML, DOCX and Docling's Markdown render them) is one
+    header, repeated whole in every chunk of the table; a table of words keeps its first row as the header."""
+    def labels(row: tuple[str, ...]) -> bool:
+        return not any(ch.isdigit() for cell in row for ch in cell)
+
+    n = 1
+    while labels(rows[0]) and n < min(_MAX_HEADER_ROWS, len(rows) - 1) and labels(rows[n]):
+        n += 1
+    body = rows[n:]
+    return n if n == 1 or (len(body) >= 2 and sum(not labels(r) for r in body) * 2 > len(body)) else 1
+
+
 def _units(elements: list[Element], limit: int, count: TokenCounter) -> list[_Unit]:
     units: list[_Unit] = []
     for el in elements:
         if el.kind == "Table" and len(el.rows) > 1:
             last = units[-1] if units else None
+            n_head = header_rows(el.rows)
+            head = "\n".join(row_text(r) for r in el.rows[:n_head])
             if (last and last.kind == "TableRow" and last.section == el.section and last.table_header
-                    and last.table_header.endswith(row_text(el.rows[0]))):
+                    and last.table_header.endswith(head)):
                 header = last.table_header      # the same table going on (a page break): its caption goes on too
             else:
                 caption = _caption(units, el.section, limit, count)
-                header = "\n".join(filter(None, [caption, row_text(el.rows[0])]))
+                header = "\n".join(filter(None, [caption, head]))
                 units.append(_Unit(header, "TableHeader", el.page, el.section, count(header)))
-            for row in el.rows[1:]:
+            for row in el.rows[n_head:]:
                 text = row_text(row)
                 for piece in (_split_long(text, limit // 2, count) if count(text) > limit // 2 else [text]):
                     units.append(_Unit(piece, "TableRow", el.page, el.section, count(piece), table_header=header))

@@ -176,11 +176,12 @@ class Ladder:
     def early_keys(self) -> dict[str, str]:
         """The keys of the rungs that depend only on the inputs (the later ones depend on their outputs); the
         corpus is hashed once for both the plan and the run."""
+        from appliance.ingest import PIPELINE_VERSION
         from appliance.sdg.generate import SPLIT_RULE
 
         cfg, p, questions_sha, models = self.cfg, self.plan, self.questions_sha, self.models
         ingest = key_of("ingest", cfg, corpus=corpus_sha256(p.docs), groups=p.groups,
-                        embedder=self.ws.models.get(cfg.models.embedder).sha256)
+                        embedder=self.ws.models.get(cfg.models.embedder).sha256, pipeline=PIPELINE_VERSION)
         common = {"questions": questions_sha, "index": ingest}
         keys = {"ingest": ingest, "gold": key_of("gold", cfg, **common), "retrieval": key_of("retrieval", cfg, **common)}
         for m in models:
