@@ -4,7 +4,8 @@ retriever gives, the source ensured) - so answering and abstaining can be measur
 confidence interval (the golden sets have 4-6 unanswerable questions: 0/4 has a 95 % interval of 0-49 %).
 
 The validation documents are never trained on either, so their pairs are asked too (sdg.probe_validation): the
-probe's n grows without taking more documents out of training. Each question says which split it came from.
+probe's n grows without taking more documents out of training. Validation loss does pick the checkpoint (a mild
+selection), so each question says which split it came from.
 
 The probe is a golden set (JSONL, the contract's schema) whose questions carry their passages (`passages`, used
 by `eval answers` under rag in place of retrieval) and `synthetic: true`, so every report marks it synthetic.
