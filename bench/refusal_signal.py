@@ -117,14 +117,15 @@ def main() -> None:
             ctx, _ = answerer.context(q.question, "rag", q.groups, tuple(q.evidence), fixed)
             prompt, stop = gen.render_messages(CONTEXT.messages(question=q.question, context=ctx.render()))
             prompts.append((q, prompt, stop, bool(ctx.evidence_in_context), str(f)))
-    runs: list[tuple[str, float | None]] = [("base", None)]
+    runs: list[tuple[str, bool | None, float]] = [("base", None, 1.0)]   # (label, adapter on, its scale)
     if args.adapter:
         scales = [float(x) for x in args.scales.split(",")]
-        runs = [("base", 0.0)] * (not args.no_base) + [(f"adapter {args.adapter} x{s:g}", s) for s in scales]
+        runs = [("base", False, 1.0)] * (not args.no_base) + [(f"adapter {args.adapter} x{s:g}", True, s)
+                                                               for s in scales]
     results = []
-    for label, scale in runs:
-        if scale is not None:
-            gen.use_adapter(scale > 0, scale or 1.0)
+    for label, on, scale in runs:
+        if on is not None:
+            gen.use_adapter(on, scale)
         print(f"{label} ({gen.entry.name}), rag, {len(prompts)} questions:")
         results.append((label, score(gen, answerer, prompts, refusal)))
     for label, rows in results:

@@ -124,8 +124,8 @@ def test_train_export_and_serve_an_adapter_with_llama_cpp(ws, capsys) -> None:
     gen.use_adapter(True)
     assert gen.generate("Hello there", greedy).text == with_adapter
     logits = {}
-    for scale in (0.0, 0.5, 1.0):   # the adapter at half strength is a third model, named as such
-        gen.use_adapter(scale > 0, scale or 1.0)
+    for scale, on in ((0.0, False), (0.5, True), (1.0, True)):   # at half strength: a third model, named as such
+        gen.use_adapter(on, scale if on else 1.0)
         gen.llm.eval(gen.tokens("Hello there"))
         logits[scale] = np.ctypeslib.as_array(gen.llm._ctx.get_logits(), shape=(gen.llm.n_vocab(),)).copy()
         if scale == 0.5:

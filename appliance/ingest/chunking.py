@@ -103,8 +103,10 @@ def header_rows(rows: tuple[tuple[str, ...], ...]) -> int:
     def labels(row: tuple[str, ...]) -> bool:
         return not any(ch.isdigit() for cell in row for ch in cell)
 
+    if not labels(rows[0]):
+        return 1
     n = 1
-    while labels(rows[0]) and n < min(_MAX_HEADER_ROWS, len(rows) - 1) and labels(rows[n]):
+    while n < min(_MAX_HEADER_ROWS, len(rows) - 1) and labels(rows[n]):
         n += 1
     body = rows[n:]
     return n if n == 1 or (len(body) >= 2 and sum(not labels(r) for r in body) * 2 > len(body)) else 1
