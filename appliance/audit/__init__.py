@@ -19,6 +19,7 @@ import getpass
 import hashlib
 import json
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,8 +43,13 @@ __all__ = ["AuditStore", "AuditError", "Head", "Run", "RunInfo", "ReadOnlyQueryE
 
 READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 LOCK_WAIT_S = 60.0          # how long to wait for another process's write to finish before giving up
+# DuckDB shares one database instance among a process's connections to a file; a connection opened while another
+# thread closes the instance's last one fails ("already attached"), so this process opens and closes them in turn.
+_OPEN_CLOSE = threading.Lock()
+# Threads of one process write through that shared instance side by side, and each write takes the ledger's next
+# position: they write in turn, so none loses that race (another process cannot write while this one holds the file).
+_WRITES = threading.Lock()
 FLUSH_EVERY = 500           # rows buffered by a run before they are written without being asked
-WRITE_RETRIES = 20          # a write that lost the race for the next ledger position (same process) is retried
 LEDGER_MIGRATION = 5        # the migration after which every run written before it is sealed into the ledger
 
 
@@ -167,11 +173,11 @@ class AuditStore:
         try:
             yield con
         finally:
-            con.close()
+            _close(con)
 
     def close(self) -> None:
         if self._con is not None:
-            self._con.close()
+            _close(self._con)
             self._con = None
 
     def __enter__(self) -> AuditStore:
@@ -218,30 +224,23 @@ class AuditStore:
 
     def _write(self, make: Callable[[duckdb.DuckDBPyConnection], list[tuple[str, dict[str, Any]]]]) -> None:
         """Write the rows `make` returns, and their ledger entry, in one transaction. `make` runs inside it, so what
-        it reads (the previous run header) is what the write is made against; a write that lost a race for the next
-        ledger position to another connection of this process is made again from the start."""
-        with self._connection() as con:
-            for attempt in range(WRITE_RETRIES):
-                con.execute("BEGIN TRANSACTION")
-                rows: list[tuple[str, dict[str, Any]]] = []
-                try:
-                    rows = make(con)
-                    for (table, cols), batch in _batches(rows).items():
-                        _insert(con, table, cols, batch)
-                    ledger.append(con, _now(), rows)
-                    con.execute("COMMIT")
-                    return
-                except (duckdb.ConstraintException, duckdb.TransactionException) as e:
-                    _rollback(con)
-                    if _landed(con, rows):  # a COMMIT that reported failure after it was made durable: not again
-                        return
-                    lost_race = isinstance(e, duckdb.TransactionException) or "Duplicate key" in str(e)
-                    if not lost_race or attempt == WRITE_RETRIES - 1:
-                        raise
-                    time.sleep(0.01 * (attempt + 1))
-                except BaseException:  # an interrupt too: the connection may be held, the run go on writing
-                    _rollback(con)
+        it reads (the previous run header) is what the write is made against."""
+        with _WRITES, self._connection() as con:
+            con.execute("BEGIN TRANSACTION")
+            rows: list[tuple[str, dict[str, Any]]] = []
+            try:
+                rows = make(con)
+                for (table, cols), batch in _batches(rows).items():
+                    _insert(con, table, cols, batch)
+                ledger.append(con, _now(), rows)
+                con.execute("COMMIT")
+            except (duckdb.ConstraintException, duckdb.TransactionException):
+                _rollback(con)
+                if not _landed(con, rows):  # a COMMIT that reported failure after it was made durable: not again
                     raise
+            except BaseException:  # an interrupt too: the connection may be held, the run go on writing
+                _rollback(con)
+                raise
 
     def _has_landed(self, rows: list[tuple[str, dict[str, Any]]]) -> bool:
         """Whether a write that ended in an exception is in the store all the same (see `_landed`)."""
@@ -520,15 +519,21 @@ def _connect(path: Path, read_only: bool = False, **config: Any) -> duckdb.DuckD
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only,
-                                  config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-                                  | config)
+            with _OPEN_CLOSE:
+                return duckdb.connect(str(path), read_only=read_only,
+                                      config={"autoinstall_known_extensions": False,
+                                              "autoload_known_extensions": False} | config)
         except duckdb.IOException as e:
             if "lock" not in str(e).lower() or time.monotonic() > deadline:
                 raise AuditError(f"cannot open audit store {path}: {e}") from None
             time.sleep(0.1)
         except duckdb.Error as e:
             raise AuditError(f"cannot open audit store {path}: {e}") from None
+
+
+def _close(con: duckdb.DuckDBPyConnection) -> None:
+    with _OPEN_CLOSE:
+        con.close()
 
 
 def query(path: Path, sql: str) -> tuple[list[str], list[tuple]]:
@@ -555,4 +560,4 @@ def query(path: Path, sql: str) -> tuple[list[str], list[tuple]]:
     except duckdb.Error as e:
         raise AuditError(f"query failed: {e}") from None
     finally:
-        con.close()
+        _close(con)
