@@ -97,7 +97,7 @@ def _register_core(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     p.add_argument("--no-rag", action="store_true", help="closed-book: the model's own knowledge, no documents")
     p.add_argument("--strategy", default="single", choices=STRATEGIES)
     p.add_argument("--model", help="model name (models/manifest.toml or the workspace's; default models.generator)")
-    p.add_argument("--adapter", help="an adapter trained here, loaded on the model (default: its base)")
+    p.add_argument("--adapter", help=f"{cliutil.ADAPTER_HELP}, loaded on the model (default: its base)")
     p.add_argument("--groups", help="the caller's access groups (comma-separated)")
     p.set_defaults(func=cmd_ask)
 

@@ -17,6 +17,8 @@ from typing import Any
 from appliance.progress import Progress, ProgressEvent
 from appliance.workspace import Workspace, open_workspace, this_command
 
+ADAPTER_HELP = "an adapter trained here (NAME@0.5 applies it at half its trained strength)"
+
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 Register = Callable[["argparse._SubParsersAction", argparse.ArgumentParser], None]

@@ -178,6 +178,9 @@ class LadderConfig:
     hardware_cost_per_hour: float = 1.0     # ROI: cost of an hour of the machine that answers and trains
     labour_cost_per_hour: float = 60.0      # ROI: cost of an hour of a reviewer's time
     review_seconds_per_pair: float = 30.0   # ROI: a reviewer's time per synthetic pair
+    adapter_scales: list[float] = field(default_factory=lambda: [1.0, 0.5])   # strengths the adapter is asked the
+                                            # probe at (1: as trained); the golden set is asked at the one with the
+                                            # most probe questions right, ties to the earlier (docs/ADAPTATION.md)
 
 
 @dataclass
@@ -234,6 +237,11 @@ class Config:
         if min(lad.reviewed_pairs_min, lad.min_questions, lad.max_regressions, lad.questions_per_month) < 0 or min(
                 lad.hardware_cost_per_hour, lad.labour_cost_per_hour, lad.review_seconds_per_pair) < 0:
             raise ConfigError("ladder: counts and costs must not be negative")
+        from appliance.llm import MAX_ADAPTER_SCALE
+
+        if not lad.adapter_scales or not all(0 < x <= MAX_ADAPTER_SCALE for x in lad.adapter_scales):
+            raise ConfigError(f"ladder.adapter_scales = {lad.adapter_scales}: one or more strengths above 0 and at "
+                              f"most {MAX_ADAPTER_SCALE:g}")
         if not 0 <= self.ingest.window_overlap < self.ingest.window_tokens:
             raise ConfigError("ingest.window_overlap must be >= 0 and smaller than ingest.window_tokens")
 

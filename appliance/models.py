@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import tomllib
@@ -28,6 +29,15 @@ REGISTRY_NAME = "registry.json"
 ROLES = ("generator", "test-generator", "embedder", "plumbing")
 WORKSPACE_ROLES = ("generator", "adapter")      # what later rungs register: merged/quantized GGUFs, LoRA adapters
 ENV_CACHE = "APPLIANCE_CACHE_DIR"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")   # a folder's name; '@' names an adapter's strength
+
+
+def check_name(name: str) -> str:
+    """A name a model can be registered under (letters, digits, '.', '_', '-'), or a clear error."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise ModelError(f"model name {name!r}: use letters, digits, '.', '_' and '-' (it names a folder, and "
+                         f"NAME@SCALE names an adapter applied at another strength)")
+    return name
 
 __all__ = ["ModelCatalog", "ModelEntry", "ModelError", "load_manifest", "sha256_file", "verify_model"]
 
@@ -277,6 +287,7 @@ class ModelCatalog:
             raise ModelError("models can only be registered in a workspace")
         if role not in WORKSPACE_ROLES:
             raise ModelError(f"role {role!r}: a workspace model is one of {', '.join(WORKSPACE_ROLES)}")
+        check_name(name)
         if any(m.name == name for m in self.entries()) or name in self.manifest.defaults:
             raise ModelError(f"a model named {name!r} exists already; choose another name")
         source = Path(source)

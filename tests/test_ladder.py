@@ -142,6 +142,16 @@ def test_the_whole_ladder_on_tiny_inputs_ends_in_a_record_that_reads_back(corpus
     assert value["split.seen.n"] == len({q for (q,) in answerable} & seen)
     assert "by whether their gold evidence was among the training sources" in Path(rec["paths"][0]).read_text()
     assert value["crosscheck.n"] == first["rungs"]["crosscheck"]["asked"] > 0     # the judge layers' agreement
+    rungs = first["rungs"]    # the probe at each strength chooses the one the golden set is asked at
+    right = {s: rungs[label]["accuracy"]["rag"] for s, label in ((1.0, "probe:adapted"), (0.5, "probe:adapted@0.5"))}
+    assert rungs["probe"]["path"] and "probe:base" in rungs and value["probe-adapted@0.5.rag.n"] > 0
+    chosen = 1.0 if right[1.0] >= right[0.5] else 0.5
+    assert rungs["adapted"]["scale"] == chosen
+    assert rungs["adapted"]["probe_right"] == {f"{s:g}": v for s, v in right.items()}
+    _, used = query(ws_dir / "audit.duckdb", f"SELECT DISTINCT adapter_id FROM answers WHERE run_id = "
+                    f"'{rungs['adapted']['run_id']}'")
+    assert used == [(rungs["train"]["adapter"] + ("@0.5" if chosen == 0.5 else ""),)]
+    assert "probe questions right x1:" in Path(rec["paths"][0]).read_text()
     assert value["crosscheck.agreement"] == first["rungs"]["crosscheck"]["agreement"]
 
     t0 = time.perf_counter()

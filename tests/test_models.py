@@ -79,3 +79,22 @@ def test_the_hash_cache_lives_in_the_user_cache_not_the_checkout(tmp_path: Path,
     ModelCatalog().verified_path("plumbing")
     assert (tmp_path / "cache" / "verified-models.json").is_file()
     assert {p.name for p in DEFAULT_MODELS_DIR.iterdir()} == before
+
+
+def test_an_adapter_reference_names_its_strength_and_reads_back() -> None:
+    from appliance.errors import UsageError
+    from appliance.llm import adapter_ref, parse_adapter
+    from appliance.models import check_name
+
+    assert parse_adapter("dev-lora") == ("dev-lora", 1.0)
+    assert parse_adapter("dev-lora@0.5") == ("dev-lora", 0.5)
+    for name, scale in (("dev-lora", 1.0), ("dev-lora", 0.25), ("a.b_c-1", 2.0)):
+        assert parse_adapter(adapter_ref(name, scale)) == (name, scale)
+    assert adapter_ref("dev-lora", 1.0) == "dev-lora" and adapter_ref("dev-lora", 0.5) == "dev-lora@0.5"
+    for bad in ("dev-lora@", "dev-lora@x", "dev-lora@0", "dev-lora@-1", "dev-lora@5"):
+        with pytest.raises(UsageError):
+            parse_adapter(bad)
+    assert check_name("qwen2.5-coder-0.5b-instruct-lora-1a2b") == "qwen2.5-coder-0.5b-instruct-lora-1a2b"
+    for bad in ("a@b", "../x", "a/b", "", "-x", "a b"):
+        with pytest.raises(ModelError):
+            check_name(bad)

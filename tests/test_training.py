@@ -132,20 +132,27 @@ def test_train_export_and_serve_an_adapter_with_llama_cpp(ws, capsys) -> None:
             assert gen.identity.adapter == f"{s['adapter']}@0.5"
     assert not np.array_equal(logits[0.5], logits[0.0]) and not np.array_equal(logits[0.5], logits[1.0])
     assert gen.identity.adapter == s["adapter"]
+    half = load_generator(open_workspace(ws, ["llm.n_ctx=2048"]), adapter=f"{s['adapter']}@0.5")  # loaded at 0.5
+    half.llm.eval(half.tokens("Hello there"))
+    assert half.identity.adapter == f"{s['adapter']}@0.5"
+    assert np.allclose(np.ctypeslib.as_array(half.llm._ctx.get_logits(), shape=(half.llm.n_vocab(),)), logits[0.5],
+                       atol=1e-3)
+    del half
     with pytest.raises(UsageError, match="trained on"):
         load_generator(open_workspace(ws), model="smollm2-135m-instruct", adapter=s["adapter"])
 
     evals = []
-    for extra in ([], ["--adapter", s["adapter"]]):
+    scaled = f"{s['adapter']}@0.5"   # a strength other than the trained one is its own model in every row
+    for extra in ([], ["--adapter", scaled]):
         code, e, err = run_cli(capsys, ws, "eval", "answers", "--questions", str(REPO_ROOT / "samples" / "questions.jsonl"),
                                "--limit", "3", "--conditions", "closed-book,rag", "--model", PLUMBING, *extra, "--json",
                                overrides=["llm.max_tokens=6", f"eval.judge_model={PLUMBING}", "llm.n_ctx=2048"])
         assert code == 0, err
         evals.append(e)
-    assert evals[1]["adapter"] == s["adapter"] and evals[1]["adapter_sha256"] == gen.identity.adapter_sha256
+    assert evals[1]["adapter"] == scaled and evals[1]["adapter_sha256"] == gen.identity.adapter_sha256
     code, cmp, err = run_cli(capsys, ws, "compare", evals[0]["run_id"], evals[1]["run_id"], "--json", overrides=[])
     assert code == 0, err
-    assert cmp["adapter_a"] == [] and cmp["adapter_b"] == [s["adapter"]] and cmp["evidence_seen_from"] == dataset_id(ws)
+    assert cmp["adapter_a"] == [] and cmp["adapter_b"] == [scaled] and cmp["evidence_seen_from"] == dataset_id(ws)
     for t in cmp["conditions"].values():
         assert sum(x["n"] for x in t["evidence_split"].values()) == t["n"]
         assert t["regressions"] == [f["question_id"] for f in t["flips"] if f["a"] == "correct"]
@@ -153,7 +160,7 @@ def test_train_export_and_serve_an_adapter_with_llama_cpp(ws, capsys) -> None:
     adapters = con.execute("SELECT DISTINCT adapter_id, adapter_sha256 FROM answers WHERE run_id = ?",
                            [evals[1]["run_id"]]).fetchall()
     con.close()
-    assert adapters == [(s["adapter"], gen.identity.adapter_sha256)]
+    assert adapters == [(scaled, gen.identity.adapter_sha256)]
 
     code, out, err = run_cli(capsys, ws, "audit", "verify", overrides=[])
     assert code == 0, out + err
@@ -171,6 +178,11 @@ def test_bad_training_input_gets_a_clear_error(ws, capsys) -> None:
     assert code == 2 and "embedder" in err
     code, _, err = run_cli(capsys, ws, "export", "gguf", "--adapter", "no-such-adapter")
     assert code == 2 and "unknown model" in err
+    code, _, err = run_cli(capsys, ws, "train", "--dataset", dataset_id(ws), "--model", PLUMBING, "--name", "a@b")
+    assert code == 2 and "model name 'a@b'" in err
+    for ref, says in (("x@half", "a number"), ("x@0", "above 0"), ("x@9", "at most 4")):
+        code, _, err = run_cli(capsys, ws, "ask", "--adapter", ref, "what?")
+        assert code == 2 and says in err, err
 
 
 def test_a_dataset_close_to_a_golden_question_is_refused_unless_forced(ws, tmp_path, capsys) -> None:

@@ -144,7 +144,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--conditions", default=",".join(CONDITIONS), help=f"comma-separated: {','.join(CONDITIONS)}")
     p.add_argument("--strategy", default="single", choices=STRATEGIES)
     p.add_argument("--model", help="model name (models/manifest.toml or the workspace's; default models.generator)")
-    p.add_argument("--adapter", help="an adapter trained here, loaded on --model (default: the model it was trained on)")
+    p.add_argument("--adapter", help=f"{cliutil.ADAPTER_HELP}, loaded on --model (default: the model it was "
+                   "trained on)")
     p.add_argument("--groups", help="access groups added to every question's own")
     p.add_argument("--limit", type=int, help="only the first N questions (a quick look)")
     p.set_defaults(func=cmd_eval_answers)

@@ -10,6 +10,7 @@ from appliance.audit import AuditStore, records
 from appliance.errors import UsageError
 from appliance.evaluation.report import comparison_report, record_reports
 from appliance.evaluation.stats import paired_test
+from appliance.llm import parse_adapter
 from appliance.workspace import Workspace
 
 EVAL_KINDS = ("eval-answers", "eval-rejudge")   # the runs that hold judged answers
@@ -24,14 +25,14 @@ def _judged(store: AuditStore, run_id: str) -> dict[tuple[str, str], dict[str, A
 
 
 def evidence_seen(ws: Workspace, adapters: list[str]) -> tuple[set[str], str | None]:
-    """Golden question ids whose gold evidence was among the training sources of the adapter's dataset (its card),
-    and the dataset's id; nothing when no adapter was involved or its dataset is gone."""
+    """Golden question ids whose gold evidence was among the training sources of the adapter's dataset (its card;
+    the adapter at any strength), and the dataset's id; nothing when no adapter was involved or its dataset is gone."""
     import json
 
     if not adapters:
         return set(), None
     try:
-        dataset = ws.models.get(adapters[0]).lineage.get("dataset_id")
+        dataset = ws.models.get(parse_adapter(adapters[0])[0]).lineage.get("dataset_id")
     except UsageError:
         return set(), None
     card = ws.root / "datasets" / str(dataset) / "card.json"

@@ -4,7 +4,7 @@ already in the bundle (bundles/sdist, checked against bundles/lock.txt), and the
 Two forms of an adapter trained here:
 - the adapter alone (`convert_lora_to_gguf.py --base <dense copy>`): megabytes, served on top of the untouched
   quantized base (`Llama(lora_path=...)`);
-- merged: peft's merge_and_unload on the dense base -> `convert_hf_to_gguf.py` f16 -> quantized (Q4_K_M by default).
+- merged: peft's merge_and_unload on the dense base -> `convert_hf_to_gguf.py` f16 -> quantized (Q8_0 by default).
 Each export is registered in the workspace as a model (sha256, lineage); nothing is half-registered on failure.
 """
 from __future__ import annotations

@@ -32,7 +32,7 @@ def merged_name(adapter: str, quant: str) -> str:
     return f"{adapter}-merged-{quant.lower()}"
 
 
-def export_gguf(ws: Workspace, adapter_name: str, merge: bool = False, quant: str = "Q4_K_M", verify: bool = True,
+def export_gguf(ws: Workspace, adapter_name: str, merge: bool = False, quant: str = "Q8_0", verify: bool = True,
                 prompts: int = 8, new_tokens: int = 16, progress: Progress | None = None,
                 command: str = "") -> dict[str, Any]:
     """Export an adapter (and, with `merge`, the merged quantized model); return what was registered and checked."""

@@ -192,9 +192,8 @@ def collect(con: duckdb.DuckDBPyConnection, out: dict[str, dict[str, Any]], mode
               f"SELECT min(loss) FROM train_steps WHERE run_id = {_lit(t)} AND split = 'validation'", t)
     if out.get("adapted"):
         eval_figures(f, "adapted", out["adapted"]["run_id"], CONDITIONS)
-    for label in ("probe:base", "probe:adapted"):
-        if out.get(label):
-            eval_figures(f, label.replace(":", "-"), out[label]["run_id"], ("rag",))
+    for label in [k for k in out if k.startswith("probe:") and out[k]]:   # base, then the adapter at each strength
+        eval_figures(f, label.replace(":", "-"), out[label]["run_id"], ("rag",))
     cmp = out.get("compare")
     if cmp:
         c = _lit(cmp["run_id"])

@@ -24,7 +24,7 @@ from typing import Any
 from appliance.audit import AuditStore, records
 from appliance.config import Config
 from appliance.errors import UsageError
-from appliance.llm import Generator
+from appliance.llm import Generator, adapter_ref
 from appliance.models import ModelEntry, sha256_file, tree_sha256
 from appliance.progress import Progress
 from appliance.resume import process_event
@@ -58,6 +58,11 @@ def key_of(rung: str, cfg: Config, **inputs: Any) -> str:
     sections = cfg.section_sha256(*SECTIONS.get(rung, ()))
     payload = {"rung": rung, "version": VERSION, "sections": sections, "inputs": inputs}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def probe_label(scale: float) -> str:
+    """The ladder's label of the probe run with the adapter at `scale`."""
+    return "probe:" + adapter_ref("adapted", scale)
 
 
 @dataclass
@@ -322,14 +327,18 @@ class Ladder:
                 advance("export")
             if self.wanted("adapted") and trainable:
                 adapter = self.out["train"]["adapter"]
-                self.step("adapted", "adapted", key_of("adapted", cfg, adapter=adapter, **common),
-                          lambda resume: self._adapted(primary.name, adapter, resume), "eval-answers")
                 probe = self.out["probe"]
-                if probe.get("path"):
-                    for label, ad in (("probe:base", None), ("probe:adapted", adapter)):
+                if probe.get("path"):   # the probe first: it chooses the strength the golden set is asked at
+                    tried = [("probe:base", None)] + [(probe_label(s), adapter_ref(adapter, s))
+                                                      for s in cfg.ladder.adapter_scales]
+                    for label, ad in tried:
                         self.step("adapted", label, key_of("adapted", cfg, adapter=ad, probe=probe["sha256"],
                                                            model=primary.sha256),
                                   lambda resume, ad=ad: self._probe_eval(primary.name, ad, resume), "eval-answers")
+                chosen = self._choose_scale()
+                ref = adapter_ref(adapter, chosen["scale"])
+                self.step("adapted", "adapted", key_of("adapted", cfg, adapter=ref, **common),
+                          lambda resume: self._adapted(primary.name, ref, resume) | chosen, "eval-answers")
                 advance("adapted")
             if self.wanted("compare") and trainable:
                 a, b = self.out[f"answers:{primary.name}"]["run_id"], self.out["adapted"]["run_id"]
@@ -468,6 +477,18 @@ class Ladder:
 
     def _probe_eval(self, model: str, adapter: str | None, resume: str | None) -> dict[str, Any]:
         return self._eval(Path(self.out["probe"]["path"]), ["rag"], "single", model, adapter, resume)
+
+    def _choose_scale(self) -> dict[str, Any]:
+        """The adapter's strength for the golden set: the one with the most probe questions right (withheld:
+        refused; present: answered right), ties to the earlier in ladder.adapter_scales; trained strength (1)
+        without a probe. Chosen on held-out documents, never on the golden set."""
+        scales = self.cfg.ladder.adapter_scales
+        right = {s: self.out[probe_label(s)]["accuracy"]["rag"] or 0.0 for s in scales if self.out.get(probe_label(s))}
+        if not right:
+            return {"scale": 1.0, "probe_right": None}
+        best = max(right.values())
+        return {"scale": next(s for s in scales if right.get(s) == best),
+                "probe_right": {f"{s:g}": v for s, v in right.items()}}   # string keys, as JSON reads them back
 
     def _compare(self, a: str, b: str) -> dict[str, Any]:
         from appliance.evaluation.compare import compare_runs

@@ -171,8 +171,11 @@ def render(ws: Workspace, out: dict[str, dict[str, Any]], models: list[str], run
                  interval(figs.get(f"{primary}.{c}.abstained"), figs.get(f"{primary}.{c}.unanswerable")),
                  interval(figs.get(f"adapted.{c}.abstained"), figs.get(f"adapted.{c}.unanswerable"))] for c in conds]
         regs = figs.get("compare.regressions")
+        scale = float(out["adapted"].get("scale", 1.0))
         text = (f"Training: {_v(figs, 'train.steps')} updates in {_v(figs, 'train.seconds', '{:.0f}')} s, best "
-                f"validation loss {_v(figs, 'train.eval_loss', '{:.4f}')}. Under rag the adapter changes accuracy by "
+                f"validation loss {_v(figs, 'train.eval_loss', '{:.4f}')}. "
+                + (f"The adapter is applied at x{scale:g} its trained strength (chosen on the probe, below). "
+                   if scale != 1.0 else "") + "Under rag the adapter changes accuracy by "
                 f"{_v(figs, 'compare.delta', '{:+.1%}')} (McNemar p {_v(figs, 'compare.p', '{:.4f}')}, 95 % interval "
                 f"[{_v(figs, 'compare.ci_low', '{:+.3f}')}, {_v(figs, 'compare.ci_high', '{:+.3f}')}]); regressions: "
                 f"{regs or 'none'}" + (f" [{figs.all['compare.regressions'].id}]" if "compare.regressions" in figs.all
@@ -182,13 +185,14 @@ def render(ws: Workspace, out: dict[str, dict[str, Any]], models: list[str], run
                 "".join(bars(f"{c}: answerable right", [("base", figs.get(f"{primary}.{c}.accuracy") or 0),
                                                           ("adapted", figs.get(f"adapted.{c}.accuracy") or 0)])
                         for c in conds) + (_train_curve(ws, out["train"]["run_id"]) if "train" in out else ""))
+    probed = [label.split(":", 1)[1] for label in out if label.startswith("probe:")]
     probe_rows = [[who, interval(figs.get(f"probe-{who}.rag.abstained"), figs.get(f"probe-{who}.rag.unanswerable")),
                    interval(figs.get(f"probe-{who}.rag.right"), figs.get(f"probe-{who}.rag.answerable"))]
-                  for who in ("base", "adapted") if figs.get(f"probe-{who}.rag.n")]
+                  for who in probed if figs.get(f"probe-{who}.rag.n")]
     if probe_rows:
         section("Abstention probe (held-out documents; evidence withheld and present)",
                 "Withheld: the answer's passage removed from the context, so refusing is right; present: answering "
-                f"is right. 95 % Wilson intervals.{_probe_splits(out['probe'])}",
+                f"is right. 95 % Wilson intervals.{_probe_splits(out['probe'])}{_scale_text(out)}",
                 ["model", "withheld: refused", "present: right"], probe_rows)
     elif "probe" in out and not out["probe"].get("path"):
         section("Abstention probe", f"not measured: {out['probe'].get('reason')}")
@@ -270,6 +274,18 @@ def _agreement_text(figs: Figures) -> str:
     return (f"asked about {_v(figs, 'crosscheck.n')} answers the checks had settled (refusals aside), it agreed "
             f"on {_pct(figs, 'crosscheck.agreement')}; it differed on {differed}. A judge that differs often where "
             "the checks are sure deserves less trust on the answers only it settled.")
+
+
+def _scale_text(out: dict[str, Any]) -> str:
+    """Which strength of the adapter the golden set was asked at, and why."""
+    chosen = out.get("adapted") or {}
+    if not chosen.get("probe_right"):
+        return ""
+    tried = ", ".join(f"x{float(s):g}: {v:.0%}" for s, v in chosen["probe_right"].items())
+    return (f" The adapter was asked the probe at each strength in ladder.adapter_scales (adapted@S: at S times "
+            f"its trained strength; probe questions right {tried}); the golden set was asked at the one with the "
+            f"most right, x{chosen['scale']:g}. The probe chooses it, so its figure at that strength is a little "
+            "optimistic; the golden-set figures are not selected on.")
 
 
 def _probe_splits(probe: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from appliance.config import LLMConfig
 from appliance.errors import UsageError
+from appliance.llm import adapter_ref
 from appliance.llm.base import Generation, Identity, SamplingParams
 from appliance.llm.prompts import PLAIN_STOP, PromptTemplate, plain_prompt
 from appliance.models import ModelEntry
@@ -18,14 +19,17 @@ from appliance.models import ModelEntry
 
 @dataclass(frozen=True)
 class Lora:
-    """A GGUF LoRA file to load on top of the base: the adapter's name (as trained) and the file's sha256."""
+    """A GGUF LoRA file to load on top of the base: the adapter's name (as trained), the file's sha256, and the
+    strength it is applied at (llama.cpp's --lora-scaled: 1 as trained)."""
 
     name: str
     path: Path
     sha256: str
+    scale: float = 1.0
 
-    def identity(self) -> tuple[str, str]:
-        return self.name, self.sha256
+    def identity(self, scale: float | None = None) -> tuple[str, str]:
+        """The adapter as answer rows name it: NAME, or NAME@SCALE at another strength (see `adapter_ref`)."""
+        return adapter_ref(self.name, self.scale if scale is None else scale), self.sha256
 
 
 class LlamaCppGenerator:
@@ -49,7 +53,7 @@ class LlamaCppGenerator:
             model_path=str(path), n_ctx=cfg.n_ctx, n_batch=cfg.n_batch,
             n_threads=cfg.n_threads or os.cpu_count() or 1, seed=cfg.seed,
             n_gpu_layers=-1 if llama_cpp.llama_supports_gpu_offload() else 0, verbose=False,
-            lora_path=str(lora.path) if lora else None,
+            lora_path=str(lora.path) if lora else None, lora_scale=lora.scale if lora else 1.0,
         )
         template = self.llm.metadata.get("tokenizer.chat_template") if entry.chat_template else None
         self._grammars: dict[str, object] = {}
@@ -58,24 +62,23 @@ class LlamaCppGenerator:
         self._chat = (llama_cpp.llama_chat_format.Jinja2ChatFormatter(template, eos_token=self._eos, bos_token=self._bos)
                       if template else None)
 
-    def use_adapter(self, on: bool, scale: float = 1.0) -> None:
+    def use_adapter(self, on: bool, scale: float | None = None) -> None:
         """Switch the loaded adapter on or off (A/B on one loaded model), on at `scale` times its trained strength
-        (llama.cpp's --lora-scaled); the identity follows (a scale other than 1 is named in it), the prompt cache
-        (computed with the other weights) is dropped."""
+        (default: the strength it was loaded at); the identity follows (a scale other than 1 is named in it), the
+        prompt cache (computed with the other weights) is dropped."""
         import ctypes
 
         import llama_cpp
 
         if self.lora is None:
             raise UsageError("no adapter is loaded to switch")
+        scale = self.lora.scale if scale is None else scale
         adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.llm._lora_adapter)
         scales = (ctypes.c_float * 1)(scale)
         if llama_cpp.llama_set_adapters_lora(self.llm._ctx.ctx, adapters, 1 if on else 0, scales):
             raise UsageError(f"llama.cpp could not switch adapter {self.lora.name} {'on' if on else 'off'}")
         self.llm.reset()
-        name, sha = self.lora.identity() if on else (None, None)
-        if on and scale != 1.0:
-            name = f"{name}@{scale:g}"
+        name, sha = self.lora.identity(scale) if on else (None, None)
         self.identity = Identity(self.entry.name, self.entry.sha256, name, sha)
 
     def _token_text(self, token: int) -> str:

@@ -29,7 +29,7 @@ def cmd_apikey(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("serve", parents=[common], help="an OpenAI-compatible endpoint (and model `rag`), audited")
     p.add_argument("--model", help="model name (default models.generator, or the adapter's base)")
-    p.add_argument("--adapter", help="an adapter trained here, loaded on the model")
+    p.add_argument("--adapter", help=f"{cliutil.ADAPTER_HELP}, loaded on the model")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (not loopback: --keys is required)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--keys", metavar="FILE", help="API keys file (`appliance apikey`); each key has access groups")

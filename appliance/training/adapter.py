@@ -16,6 +16,7 @@ from typing import Any
 
 from appliance.choices import TRAIN_BACKENDS
 from appliance.errors import UsageError
+from appliance.models import check_name
 from appliance.progress import Progress
 from appliance.resume import find_resumable, process_event
 from appliance.training.common import STAGE, Job, choose_precision, schedule
@@ -65,6 +66,8 @@ def train_adapter(ws: Workspace, dataset_id: str | None = None, model: str | Non
                                                    r.start["forced"], r.start["name"])
     if not dataset_id:
         raise UsageError("give --dataset ID (`appliance sdg dataset` makes one)")
+    if name is not None:
+        check_name(name)   # before the hours of training, not at registration after them
     cfg = ws.config.train
     entry, gguf = ws.models.verified_path(model or ws.config.models.generator)
     if entry.role in ("embedder", "adapter"):
