@@ -31,6 +31,8 @@ WORKSPACE_ROLES = ("generator", "adapter")      # what later rungs register: mer
 ENV_CACHE = "APPLIANCE_CACHE_DIR"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")   # a folder's name; '@' names an adapter's strength
 
+__all__ = ["ModelCatalog", "ModelEntry", "ModelError", "load_manifest", "sha256_file", "verify_model"]
+
 
 def check_name(name: str) -> str:
     """A name a model can be registered under (letters, digits, '.', '_', '-'), or a clear error."""
@@ -38,8 +40,6 @@ def check_name(name: str) -> str:
         raise ModelError(f"model name {name!r}: use letters, digits, '.', '_' and '-' (it names a folder, and "
                          f"NAME@SCALE names an adapter applied at another strength)")
     return name
-
-__all__ = ["ModelCatalog", "ModelEntry", "ModelError", "load_manifest", "sha256_file", "verify_model"]
 
 
 @dataclass(frozen=True)

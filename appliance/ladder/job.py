@@ -483,7 +483,8 @@ class Ladder:
         refused; present: answered right), ties to the earlier in ladder.adapter_scales; trained strength (1)
         without a probe. Chosen on held-out documents, never on the golden set."""
         scales = self.cfg.ladder.adapter_scales
-        right = {s: self.out[probe_label(s)]["accuracy"]["rag"] or 0.0 for s in scales if self.out.get(probe_label(s))}
+        probed = {s: self.out.get(probe_label(s)) for s in scales}
+        right = {s: run["accuracy"]["rag"] or 0.0 for s, run in probed.items() if run}
         if not right:
             return {"scale": 1.0, "probe_right": None}
         best = max(right.values())
