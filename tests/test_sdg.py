@@ -410,3 +410,31 @@ def test_the_probe_asks_the_held_out_splits_and_says_which(tmp_path: Path, capsy
     only = write_probe(open_workspace(root, ["sdg.probe_validation=false"]), generator=scripted_writer())
     assert only["by_split"] == {"probe": both["by_split"]["probe"]}
     assert {json.loads(line)["split"] for line in Path(only["path"]).read_text().splitlines()} == {"probe"}
+
+
+def test_the_same_corpus_in_another_folder_gives_the_same_pairs_and_examples(tmp_path: Path, capsys) -> None:
+    """Which sentences become questions, which chunks get a free-form pair and which pairs are withheld are seeded
+    by what the corpus says, not by chunk or pair ids (those hash the corpus's path): the same documents ingested
+    from two folders give the same pairs and the same training examples."""
+    from appliance.audit import AuditStore
+    from appliance.sdg.dataset import build_dataset, pair_states
+    from appliance.sdg.generate import generate_pairs
+
+    made = []
+    for place in ("a", "somewhere/else/entirely"):
+        root, corpus = tmp_path / place / "ws", tmp_path / place / "corpus"
+        corpus.mkdir(parents=True)
+        shutil.copy(SAMPLES / "corpus" / "information-security-policy.md", corpus)
+        assert main(["--workspace", str(root), "ingest", str(corpus), "--json"]) == 0
+        capsys.readouterr()
+        ws = open_workspace(root, ["sdg.free_share=0.3"])
+        generate_pairs(ws, generator=scripted_writer())
+        with AuditStore(ws.audit_path) as store:
+            pairs = sorted((p["split"], p["kind"], p["question"], p["answer"], p["passed"]) for p in pair_states(store))
+        card = build_dataset(ws, unreviewed=True, generator=scripted_writer())
+        lines = [json.loads(line) for s in ("train", "validation")
+                 for line in (Path(card["path"]) / f"{s}.jsonl").read_text().splitlines()]
+        examples = sorted((json.dumps(x["prompt"]), json.dumps(x["completion"]), x["evidence_withheld"]) for x in lines)
+        made.append((pairs, examples))
+    assert made[0][0] and made[0][1]
+    assert made[0] == made[1]

@@ -183,13 +183,19 @@ def _around(evidence: str, text: str) -> str:
     return evidence if i is None else " ".join(flat[max(i - 1, 0): i + 2])
 
 
+def chunk_key(chunk: dict[str, Any]) -> str:
+    """What seeds a chunk's random choices: its file name and text, not its id (which hashes the corpus's path), so
+    the same corpus in another folder or workspace gives the same pairs."""
+    return f"{chunk.get('file_name', '')}\n{chunk['text']}"
+
+
 def anchors_of(chunk: dict[str, Any], kinds: list[str], per_chunk: int, seed: int,
                tables: list[tuple[tuple[str, ...], ...]] = ()) -> list[Anchor]:
     """Up to `per_chunk` anchors of the chunk, each from its own sentence / row / step: one of each kind the chunk
     has first (table cells, quantities, facts, then steps), then more of them; chosen reproducibly from `seed` and
-    the chunk id."""
+    the chunk's place-free key (chunk_key)."""
     text, cid = chunk["text"], chunk["chunk_id"]
-    rng = random.Random(f"{seed}:{cid}")
+    rng = random.Random(f"{seed}:{chunk_key(chunk)}")
     options: dict[str, list[Anchor]] = defaultdict(list)
     prose = prose_sentences(text)
     if "table" in kinds:

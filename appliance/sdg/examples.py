@@ -25,6 +25,7 @@ from typing import Any
 
 from appliance.answering import Answerer, Context, Passage, budget
 from appliance.llm.prompts import CONTEXT
+from appliance.sdg.anchors import chunk_key
 from appliance.sdg.filters import best_sentence
 from appliance.text import normalise, numbers
 
@@ -84,12 +85,16 @@ class ExampleBuilder:
             self.by_doc.setdefault(c["doc_id"], []).append(c)
 
     def withheld_order(self, pairs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-        """The pairs in the order they are offered a withheld example (by a hash of their id and sdg.seed), and how
-        many need one: w/(1-w) of the pairs, so that w of all examples are withheld (exactly, where near misses
-        exist; a pair without one passes its turn to the next)."""
+        """The pairs in the order they are offered a withheld example (by a hash of sdg.seed and what the pair says
+        and where, not of its id, which hashes the corpus's path), and how many need one: w/(1-w) of the pairs, so
+        that w of all examples are withheld (exactly, where near misses exist; a pair without one passes its turn to
+        the next)."""
         w = self.cfg.sdg.withheld_share
-        ranked = sorted(pairs, key=lambda p: hashlib.sha256(f"{self.cfg.sdg.seed}:withheld:{p['pair_id']}".encode())
-                        .hexdigest())
+
+        def key(p: dict[str, Any]) -> str:
+            said = "\n".join((p["file_name"], p["section"], p["kind"], p["question"], p["answer"]))
+            return hashlib.sha256(f"{self.cfg.sdg.seed}:withheld:{said}".encode()).hexdigest() + p["pair_id"]
+        ranked = sorted(pairs, key=key)
         return ranked, round(len(pairs) * w / (1 - w))
 
     def present_context(self, question: str, evidence: str, source: dict[str, Any]) -> tuple[Context, str]:
@@ -125,7 +130,7 @@ class ExampleBuilder:
             chosen.append(p)
         kept, _ = budget(chosen[: self.cfg.eval.context_k], self.cfg.eval.context_max_tokens,
                          self.answerer.generator.count_tokens)
-        rng = random.Random(f"{self.cfg.sdg.seed}:{source['chunk_id']}:{question}")
+        rng = random.Random(f"{self.cfg.sdg.seed}:{chunk_key(source)}:{question}")
         rng.shuffle(kept)  # the source-without-evidence must not always sit next to the question
         return kept
 

@@ -33,7 +33,7 @@ from appliance.llm import Generator, SamplingParams, load_generator
 from appliance.llm.prompts import PAIR_WRITER, QUESTION_EXAMPLES, QUESTION_WRITER
 from appliance.progress import Progress
 from appliance.resume import find_resumable, process_event
-from appliance.sdg.anchors import Anchor, anchors_of, spread
+from appliance.sdg.anchors import Anchor, anchors_of, chunk_key, spread
 from appliance.sdg.filters import (FILTERS, Contamination, Duplicates, Outcome, check_format, check_grounding,
                                    check_support, findable_outcome, round_trip_outcome)
 from appliance.workspace import Workspace
@@ -399,7 +399,7 @@ def _write(writer: Writer, chunk: dict[str, Any], split: str, tables: list, cfg:
     """The chunk's candidates (or, for each that could not be had, why): anchored questions, or one free-form
     pair for a sdg.free_share of the chunks."""
     s = cfg.sdg
-    free = "free" in s.kinds and int(hashlib.sha256(f"{s.seed}:free:{chunk['chunk_id']}".encode()).hexdigest()[:8],
+    free = "free" in s.kinds and int(hashlib.sha256(f"{s.seed}:free:{chunk_key(chunk)}".encode()).hexdigest()[:8],
                                      16) / 0xFFFFFFFF < s.free_share
     if free:
         return [writer.write_free(chunk, split)]
