@@ -124,7 +124,7 @@ def test_intact_store_verifies(tmp_path: Path) -> None:
     _store_with_runs(path)
     with AuditStore(path) as store:
         report = store.verify()
-    assert report.ok and report.runs == 2 and report.rows == 2 * (1 + 3 + 1)
+    assert not report.findings and report.runs == 2 and report.rows == 2 * (1 + 3 + 1)
 
 
 def test_edited_row_is_caught(tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_failed_block_closes_the_run_as_failed(tmp_path: Path) -> None:
             with store.run("test", "pytest", {}, "0") as run:
                 _answer(run, "x")
                 raise RuntimeError("model crashed")
-        assert store.verify().ok
+        assert store.verify().findings == []
     _, rows = query(path, "SELECT status FROM v_runs")
     assert rows == [("failed",)]
 
@@ -181,7 +181,7 @@ def test_auditor_sql_refuses_writes(tmp_path: Path, sql: str) -> None:
     with pytest.raises(ReadOnlyQueryError):
         query(path, sql)
     with AuditStore(path) as store:
-        assert store.verify().ok
+        assert store.verify().findings == []
 
 
 def test_auditor_sql_reads_views_but_not_files(tmp_path: Path) -> None:
@@ -222,7 +222,7 @@ def test_a_killed_run_is_reopened_and_closed_with_an_intact_chain(tmp_path: Path
     with AuditStore(path) as store:
         with store.resumed(killed.run_id) as run:
             _answer(run, "after the resume")
-        assert store.verify().ok
+        assert store.verify().findings == []
         with pytest.raises(AuditError, match="closed"):
             store.reopen_run(killed.run_id)
     _, rows = query(path, f"SELECT output FROM answers WHERE run_id = '{killed.run_id}' ORDER BY seq")
@@ -241,7 +241,7 @@ def test_an_interrupted_run_is_left_resumable_not_sealed(tmp_path: Path) -> None
         assert [f.problem for f in store.verify().findings] == ["unclosed"]
         with store.resumed(run.run_id) as again:
             _answer(again, "after the resume")
-        assert store.verify().ok
+        assert store.verify().findings == []
 
 
 def test_a_ctrl_c_just_after_a_write_committed_does_not_reuse_its_seq(tmp_path: Path, monkeypatch) -> None:
@@ -276,7 +276,7 @@ def test_a_ctrl_c_just_after_a_write_committed_does_not_reuse_its_seq(tmp_path: 
         assert not armed and [f.problem for f in store.verify().findings] == ["unclosed"]
         with store.resumed(run.run_id) as again:
             _answer(again, "after the resume")
-        assert store.verify().ok
+        assert store.verify().findings == []
         assert [r["output"] for r in store.rows("answers", run.run_id)] == ["committed as the Ctrl-C came",
                                                                             "after the resume"]
 
@@ -322,7 +322,7 @@ def test_two_processes_write_runs_at_once_and_the_chains_hold(tmp_path: Path) ->
         assert p.wait(timeout=120) == 0, p.stderr.read()
     with AuditStore(path) as store:
         report = store.verify()
-    assert report.ok, [str(f) for f in report.findings]
+    assert not report.findings, [str(f) for f in report.findings]
     assert report.runs == 30 and report.rows == 30 * (1 + 3 + 1)
 
 
@@ -358,7 +358,7 @@ def test_a_commit_that_reports_failure_after_it_landed_is_not_written_twice(tmp_
     with AuditStore(path) as store:
         report = store.verify()
         assert store.con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
-    assert report.ok, [str(f) for f in report.findings]
+    assert not report.findings, [str(f) for f in report.findings]
 
 
 def test_a_run_is_found_by_its_id_or_a_unique_prefix_and_nothing_else(tmp_path: Path) -> None:
@@ -385,7 +385,7 @@ def test_values_are_hashed_as_their_columns_read_them_back(tmp_path: Path) -> No
         run.append("gold_findings", question_id=5, status="ok", checks_json={}, reason="r", passage="")
         run.append("gold_findings", question_id="q6", status="ok", checks_json={}, reason="r", passage="")
     with AuditStore(path) as store:
-        assert store.verify().ok  # 11 is hashed as the 11.0 it reads back as, 5 as '5'
+        assert store.verify().findings == []  # 11 is hashed as the 11.0 it reads back as, 5 as '5'
 
 
 # --- the guards, one test per rule: each tampering below is caught by exactly the rule named ----------------------
@@ -621,7 +621,7 @@ def test_a_store_from_before_the_ledger_is_sealed_by_the_migration(tmp_path: Pat
     with AuditStore(path) as store:
         report = store.verify()
         notes = store.con.execute("SELECT kind, run_id, note FROM ledger ORDER BY position").fetchall()
-    assert report.ok and report.size == 2 * 5
+    assert not report.findings and report.size == 2 * 5
     assert [(k, r) for k, r, _ in notes] == [("seal", ids[0]), ("seal", ids[1])]
     assert json.loads(notes[0][2]) == {"migration": 5, "sealed_as_found": 5, "findings_at_seal": []}
     _store_with_runs(path, n_runs=1)
@@ -694,7 +694,7 @@ def test_threads_of_one_process_write_at_once_and_the_ledger_holds(tmp_path: Pat
     assert not errors
     with AuditStore(path) as store:
         report = store.verify()
-    assert report.ok, [str(f) for f in report.findings]
+    assert not report.findings, [str(f) for f in report.findings]
     assert report.runs == 120 and report.size == report.rows == 120 * (1 + 3 + 1)
 
 

@@ -40,7 +40,7 @@ def test_ask_answers_and_lands_in_the_audit_store(cli, workspace: Path) -> None:
     assert template == "closed-book/v1" and "capital of France" in prompt and prompt_tokens > 0
     assert '"seed": 0' in params and '"temperature": 0.0' in params
     code, verify, _ = cli("audit", "verify", "--json")
-    assert code == 0 and verify["ok"] and verify["runs"] == 1
+    assert code == 0 and verify["ok"] and verify["findings"] == [] and verify["runs"] == 1
 
 
 def test_greedy_answers_are_reproducible(cli) -> None:
@@ -144,7 +144,7 @@ def test_checkpoints_and_noted_heads_through_the_cli(cli, workspace: Path, tmp_p
     assert code == 0 and cp["key_id"] == made["key_id"] and len(cps.read_text().splitlines()) == 1
     code, out, _ = cli("audit", "verify", "--checkpoints", str(cps), "--pubkey", made["public_key"],
                        "--expect-head", cp["head"], "--json")
-    assert code == 0 and out["ok"] and out["checkpoints"] == 1
+    assert code == 0 and out["ok"] and not out["findings"] and out["checkpoints"] == 1
     from appliance.audit import AuditStore
     with AuditStore(workspace / "audit.duckdb") as store:  # a run still going (or killed) does not block a checkpoint
         store.start_run("eval-answers", "elsewhere", {}, "0").flush()

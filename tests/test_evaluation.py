@@ -248,7 +248,7 @@ def test_eval_answers_all_conditions_recorded_and_compared(ws, capsys, tmp_path:
                            "council/reasoner": 3, "council/synthesis": 3}
     assert judged == [(9, 9)] and compared == [(1,)]
     code, verify, _ = run(capsys, ws, "audit", "verify", "--json")
-    assert code == 0 and verify["ok"]
+    assert code == 0 and verify["ok"] and verify["findings"] == []
 
 
 def test_ask_from_the_documents_cites_its_passages(ws, capsys) -> None:
@@ -339,7 +339,7 @@ def test_a_killed_eval_run_resumes_where_it_stopped(ws, capsys, tmp_path: Path) 
     con.close()
     assert per_question == [("s07", 1), ("s12", 1), ("s28", 1)]  # nothing answered twice, nothing lost
     code, verify, _ = run(capsys, ws, "audit", "verify", "--json")
-    assert code == 0 and verify["ok"]
+    assert code == 0 and verify["ok"] and verify["findings"] == []
     code, _, err = run(capsys, ws, "eval", "answers", "--resume", run_id)
     assert code == 2 and "finished" in err
 
@@ -434,7 +434,7 @@ def test_rejudge_points_at_the_old_answers_and_uses_the_new_key(ws, capsys, tmp_
         if o["id"] == "s12":  # now judged as unanswerable: right exactly when the stored answer refused
             assert o["verdict"] == ("correct" if is_refusal(o["answer"]) else "incorrect")
     code, verify, _ = run(capsys, ws, "audit", "verify", "--json")
-    assert code == 0 and verify["ok"]
+    assert code == 0 and verify["ok"] and verify["findings"] == []
 
 
 def test_crosscheck_asks_the_judge_about_what_the_checks_settled(ws, capsys, tmp_path: Path) -> None:
@@ -463,7 +463,7 @@ def test_crosscheck_asks_the_judge_about_what_the_checks_settled(ws, capsys, tmp
     con.close()
     assert sorted((q, c) for q, c, _ in rows) == asked and {v for *_, v in rows} == {"correct"}
     code, verify, _ = run(capsys, ws, "audit", "verify", "--json")
-    assert code == 0 and verify["ok"]
+    assert code == 0 and verify["ok"] and verify["findings"] == []
 
 
 def newest_eval_run(ws: Path) -> tuple[str, str | None]:

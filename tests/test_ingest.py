@@ -125,7 +125,10 @@ def test_an_interrupted_ingest_is_superseded_by_the_next(tmp_path: Path, capsys)
     with pytest.raises(Cancelled):
         ingest(ws, [corpus], progress=progress)
     code, verify, _ = run(capsys, "--workspace", str(ws.root), "audit", "verify", "--json")
-    assert code == 1 and len(verify["findings"]) == 1          # the interrupted run, unclosed
+    assert code == 0 and verify["ok"] and verify["unclosed"] == 1  # the interrupted run: resumable, no damage
+    assert [f["problem"] for f in verify["findings"]] == ["unclosed"] and "interrupted" in verify["findings"][0]["detail"]
+    assert main(["--workspace", str(ws.root), "audit", "verify"]) == 0
+    assert "intact; 1 run(s) unclosed" in capsys.readouterr().out
     report = ingest(ws, [corpus])
     statuses = sorted(f.status for f in report.files)
     # the cancel is seen before the third file: two were written whole

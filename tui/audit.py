@@ -80,6 +80,6 @@ class AuditPane(Pane):
 
 
 def _verdict(report: VerifyReport) -> str:
-    if report.ok:
-        return f"audit verify: clean ({report.rows} rows in {report.runs} runs, ledger head {(report.head or '')[:16]})"
-    return f"audit verify: {len(report.findings)} findings\n" + "\n".join(f"  {f}" for f in report.findings[:20])
+    head = f"audit verify: {report.verdict()} ({report.rows} rows in {report.runs} runs, ledger head " \
+           f"{(report.head or '')[:16]})"
+    return "\n".join([head] + [f"  {f}" for f in report.findings[:20]])

@@ -60,11 +60,27 @@ class VerifyReport:
     entry_hashes: list[str] = field(default_factory=list, repr=False)  # every ledger entry's, recomputed
 
     @property
+    def damage(self) -> list[Finding]:
+        """The findings that show a change or a loss. An unclosed run alone is none: it was killed, interrupted or is
+        still running (resumable); a removed tail the ledger recorded is found as `deleted`, and one removed with the
+        ledger rewritten to match is found against a checkpoint (`truncated` / `rewritten`)."""
+        return [f for f in self.findings if f.problem != "unclosed"]
+
+    @property
     def ok(self) -> bool:
-        return not self.findings
+        return not self.damage
+
+    def verdict(self) -> str:
+        """One line for people: intact (with the unclosed runs counted) or the damage counted."""
+        if self.damage:
+            return f"TAMPERING OR LOSS DETECTED ({len(self.damage)} findings)"
+        unclosed = len(self.findings)
+        return "intact" + (f"; {unclosed} run(s) unclosed (killed, interrupted or still running: resumable)"
+                           if unclosed else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "runs": self.runs, "rows": self.rows, "size": self.size, "head": self.head,
+                "damage": len(self.damage), "unclosed": len(self.findings) - len(self.damage),
                 "findings": [f.__dict__ | {"message": str(f)} for f in self.findings]}
 
 
@@ -100,7 +116,11 @@ def verify_rows(rows_by_run: dict[str, list[tuple[str, dict[str, Any]]]], run_or
         if first_tables != ["runs"]:
             report.findings.append(Finding(run_id, "deleted", "the run's header row (runs, seq 0) is missing"))
         if closed_count is None and run_id not in open_runs:
-            report.findings.append(Finding(run_id, "unclosed", "no run_end row: the run was killed, is still running, or its last rows were deleted"))
+            last = rows[-1][1] if rows and rows[-1][0] == "events" else {}
+            why = ("interrupted (Ctrl-C or cancel) and not resumed since" if last.get("kind") == "run_interrupted"
+                   else "no run_end row: the run was killed or is still running (or its last rows were removed: a "
+                        "checkpoint tells)")
+            report.findings.append(Finding(run_id, "unclosed", why))
         elif closed_count is not None and rows[-1][0] != "events":
             report.findings.append(Finding(run_id, "edited", "rows were appended after run_end"))
     prev_first = None

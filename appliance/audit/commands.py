@@ -25,9 +25,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     def human() -> None:
         for f in rep.findings:
             print(f"  {f}")
-        verdict = "intact" if rep.ok else f"TAMPERING OR LOSS DETECTED ({len(rep.findings)} findings)"
         against = f", consistent with {len(cps)} checkpoint(s)" if cps and rep.ok else ""
-        print(f"{ws.audit_path}: {rep.runs} runs, {rep.rows} chained rows: {verdict}{against}")
+        print(f"{ws.audit_path}: {rep.runs} runs, {rep.rows} chained rows: {rep.verdict()}{against}")
         if rep.head:
             print(f"head {rep.head} ({rep.size} rows): keep it elsewhere, or `appliance audit checkpoint`, to "
                   f"detect any later change")
@@ -48,9 +47,8 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
     earlier = tuple(checkpoint.load(out)) if out.is_file() else ()
     with AuditStore(ws.audit_path) as store:
         rep = store.verify(checkpoints=earlier)  # also a consistent extension of every checkpoint already kept
-        damage = [f for f in rep.findings if f.problem != "unclosed"]  # a running or killed run is no damage
-        if damage:
-            for f in damage:
+        if rep.damage:
+            for f in rep.damage:
                 print(f"  {f}", file=sys.stderr)
             print(f"{ws.audit_path} does not verify{' against ' + str(out) if earlier else ''}: no checkpoint made "
                   f"(it would vouch for a damaged store)", file=sys.stderr)
