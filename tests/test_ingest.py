@@ -190,6 +190,28 @@ def test_an_index_from_before_windows_opens_and_gains_the_column(tmp_path: Path)
     assert index.vector_search([1.0, 0.0, 0.0, 0.0], 3, [], windows=True) == []   # no windows until re-ingested
 
 
+def test_hits_read_their_text_after_the_search_even_when_the_table_changed_between(tmp_path: Path) -> None:
+    """Searches return the few columns ranking needs and `complete` reads a hit's text by row id afterwards; if the
+    table was compacted in between (row ids moved), it reads by chunk id and still gives each row its own text."""
+    from appliance.retrieval.index import ChunkIndex
+
+    index = ChunkIndex(tmp_path, 4)
+
+    def row(i: int, vec: list[float]) -> dict:
+        return {"chunk_id": f"{i:032x}", "doc_id": f"{i:064x}", "text": f"text of chunk {i}", "search_text": f"chunk {i}",
+                "content_sha256": f"{i:064x}", "public": True, "groups": [], "vector": vec, "path": f"/d/{i}",
+                "file_name": f"{i}.md", "section": "", "ordinal": 0}
+    for i in range(6):  # one fragment per add, so compaction moves rows
+        index.chunks.add([row(i, [1.0, i / 10, 0.0, 0.0])])
+    found = index.vector_search([1.0, 0.0, 0.0, 0.0], 3, [])
+    assert [r["chunk_id"] for r in found] == [f"{i:032x}" for i in range(3)] and "text" not in found[0]
+    index.remove_document(f"{0:064x}")
+    index.chunks.optimize()
+    index.complete(found[1:])
+    assert [r["text"] for r in found[1:]] == ["text of chunk 1", "text of chunk 2"]
+    assert found[1]["file_name"] == "1.md" and found[2]["path"] == "/d/2"
+
+
 def test_hop_terms_are_identifiers_the_query_lacks() -> None:
     from appliance.retrieval import hop_terms
 

@@ -113,9 +113,10 @@ class Retriever:
             fts_rows = fts_job.result()
         fused = _fuse(vec_rows, fts_rows, r, mode)
         if rerank == "sentence":
+            self.index.complete([f[0] for f in fused[: max(20, k * 4)]])  # the reranker reads their text
             fused = self._rerank_sentences(qvec, fused[: max(20, k * 4)]) + fused[max(20, k * 4):]
         ordered = _mmr(fused, r.mmr_lambda) if r.mmr_lambda < 1.0 else iter(fused)
-        hits = []
+        kept = []
         seen_content: set[str] = set()
         per_doc: dict[str, int] = {}
         for row, score, vrank, frank in ordered:
@@ -125,12 +126,16 @@ class Retriever:
                 continue
             seen_content.add(row["content_sha256"])
             per_doc[row["doc_id"]] = per_doc.get(row["doc_id"], 0) + 1
-            hits.append(Hit(rank=len(hits) + 1, score=round(float(score), 6), chunk_id=row["chunk_id"],
-                            text=row["text"], file_name=row["file_name"], path=row["path"],
-                            page_start=row["page_start"], page_end=row["page_end"], section=row["section"],
-                            groups=list(row["groups"] or []), vector_rank=vrank, fts_rank=frank))
-            if len(hits) == k:
+            kept.append((row, score, vrank, frank))
+            if len(kept) == k:
                 break
+        self.index.complete([row for row, *_ in kept])
+        kept = [kept_row for kept_row in kept if "text" in kept_row[0]]  # not deleted since the search
+        hits = [Hit(rank=i, score=round(float(score), 6), chunk_id=row["chunk_id"], text=row["text"],
+                    file_name=row["file_name"], path=row["path"], page_start=row["page_start"],
+                    page_end=row["page_end"], section=row["section"], groups=list(row["groups"] or []),
+                    vector_rank=vrank, fts_rank=frank)
+                for i, (row, score, vrank, frank) in enumerate(kept, 1)]
         terms = hop_terms(query, hits[0].text) if r.second_hop and mode == "hybrid" and k > HOP_KEEP and hits else []
         if terms:
             hits = self._second_hop(query, terms, hits, k, groups)
@@ -152,7 +157,7 @@ class Retriever:
         the fused score: a long chunk is judged by its most relevant sentence, not its average."""
         texts, owner = [], []
         for i, (row, *_rest) in enumerate(fused):
-            for s in sentences(row["text"]):
+            for s in sentences(row.get("text", "")):  # a chunk deleted since the search has none
                 if len(s.split()) >= 3:
                     texts.append(s)
                     owner.append(i)

@@ -21,6 +21,9 @@ GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RESULT_COLUMNS = ["vector", "chunk_id", "doc_id", "path", "file_name", "file_sha256", "page_start", "page_end", "section",
                   "element_types", "text", "content_sha256", "groups", "chunker", "chunker_params", "n_tokens",
                   "ordinal"]
+SEARCH_COLUMNS = ["vector", "chunk_id", "doc_id", "content_sha256"]  # what fusion, MMR and de-duplication read;
+HIT_COLUMNS = ["text", "path", "file_name", "page_start", "page_end", "section", "groups"]  # and what a hit shows:
+#   the searches return SEARCH_COLUMNS (and the row id), and `complete` reads HIT_COLUMNS for the hits that are kept
 ANN_MIN_ROWS = 20_000  # below this a flat scan is exact and fast enough; above, an IVF-HNSW index is built
 
 
@@ -146,7 +149,7 @@ class ChunkIndex:
         async def run() -> list[dict[str, Any]]:
             q = (self.chunks._table.query().nearest_to(vector).column("vectors" if windows else "vector")
                  .distance_type("cosine")
-                 .where(group_filter(groups)).select(RESULT_COLUMNS + ["_distance"]).limit(n))
+                 .where(group_filter(groups)).select(SEARCH_COLUMNS + ["_distance"]).with_row_id().limit(n))
             return _rows(await q.to_arrow())
         return _on_lance_loop(run()).result()
 
@@ -159,9 +162,31 @@ class ChunkIndex:
             if not words or await table.count_rows() == 0:
                 return []
             q = (table.query().nearest_to_text(" ".join(words), columns=["search_text"])
-                 .where(group_filter(groups)).select(RESULT_COLUMNS + ["_score"]).limit(n))
+                 .where(group_filter(groups)).select(SEARCH_COLUMNS + ["_score"]).with_row_id().limit(n))
             return _rows(await q.to_arrow())
         return _on_lance_loop(run())
+
+    def complete(self, rows: list[dict[str, Any]]) -> None:
+        """Give search rows (SEARCH_COLUMNS) the HIT_COLUMNS, read in one take by row id (a search at 100k chunks
+        spends more time reading text for its 50 candidates than finding them); by chunk id where the table
+        changed between the search and the take. A row whose chunk was deleted meanwhile gets nothing."""
+        todo = [r for r in rows if "text" not in r]
+        if not todo:
+            return
+        cols = HIT_COLUMNS
+
+        async def run() -> list[dict[str, Any]]:
+            table = self.chunks._table
+            got = (await table.take_row_ids([r["_rowid"] for r in todo]).select(["chunk_id", *cols]).to_arrow()
+                   ).to_pylist()
+            if {g["chunk_id"] for g in got} != {r["chunk_id"] for r in todo}:
+                ids = ", ".join(f"'{r['chunk_id']}'" for r in todo)  # chunk ids are hex digests: safe to quote
+                got = (await table.query().where(f"chunk_id IN ({ids})").select(["chunk_id", *cols]).to_arrow()
+                       ).to_pylist()
+            return got
+        full = {g["chunk_id"]: g for g in _on_lance_loop(run()).result()}
+        for r in todo:
+            r.update(full.get(r["chunk_id"], {}))  # a chunk deleted meanwhile stays without text
 
     def visible_chunks(self, groups: list[str]) -> list[dict[str, Any]]:
         """Every chunk a caller holding `groups` may see (same prefilter as the searches), without vectors,
