@@ -438,3 +438,23 @@ def test_the_same_corpus_in_another_folder_gives_the_same_pairs_and_examples(tmp
         made.append((pairs, examples))
     assert made[0][0] and made[0][1]
     assert made[0] == made[1]
+
+
+def test_the_estimate_takes_the_survival_measured_in_this_workspace(tmp_path: Path, capsys, monkeypatch) -> None:
+    """The first run's estimate assumes the samples' survival; once the workspace has candidates of its own (its
+    corpus, its rules), their measured survival replaces it."""
+    from appliance.sdg import generate as g
+
+    root, corpus = tmp_path / "ws", tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(SAMPLES / "corpus" / "information-security-policy.md", corpus)
+    assert main(["--workspace", str(root), "ingest", str(corpus), "--json"]) == 0
+    capsys.readouterr()
+    assert g._survival(open_workspace(root)) == (g.ASSUMED_SURVIVAL, "as measured on the samples")
+    summary = g.generate_pairs(open_workspace(root), generator=scripted_writer())
+    monkeypatch.setattr(g, "MEASURED_FROM", summary["candidates"] + 1)  # one too few of its own
+    assert g._survival(open_workspace(root))[0] == g.ASSUMED_SURVIVAL
+    monkeypatch.setattr(g, "MEASURED_FROM", summary["candidates"])
+    share, source = g._survival(open_workspace(root))
+    assert share == pytest.approx(summary["kept"] / summary["candidates"]) and share != g.ASSUMED_SURVIVAL
+    assert f"this workspace's {summary['candidates']} earlier candidates" in source
