@@ -74,7 +74,7 @@ class VerifyReport:
         """One line for people: intact (with the unclosed runs counted) or the damage counted."""
         if self.damage:
             return f"TAMPERING OR LOSS DETECTED ({len(self.damage)} findings)"
-        unclosed = len(self.findings)
+        unclosed = len(self.findings)  # with no damage, every finding is an unclosed run
         return "intact" + (f"; {unclosed} run(s) unclosed (killed, interrupted or still running: resumable)"
                            if unclosed else "")
 

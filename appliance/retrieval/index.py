@@ -173,16 +173,14 @@ class ChunkIndex:
         todo = [r for r in rows if "text" not in r]
         if not todo:
             return
-        cols = HIT_COLUMNS
+        cols = ["chunk_id", *HIT_COLUMNS]
 
         async def run() -> list[dict[str, Any]]:
             table = self.chunks._table
-            got = (await table.take_row_ids([r["_rowid"] for r in todo]).select(["chunk_id", *cols]).to_arrow()
-                   ).to_pylist()
+            got = (await table.take_row_ids([r["_rowid"] for r in todo]).select(cols).to_arrow()).to_pylist()
             if {g["chunk_id"] for g in got} != {r["chunk_id"] for r in todo}:
-                ids = ", ".join(f"'{r['chunk_id']}'" for r in todo)  # chunk ids are hex digests: safe to quote
-                got = (await table.query().where(f"chunk_id IN ({ids})").select(["chunk_id", *cols]).to_arrow()
-                       ).to_pylist()
+                ids = ", ".join("'" + r["chunk_id"].replace("'", "''") + "'" for r in todo)
+                got = (await table.query().where(f"chunk_id IN ({ids})").select(cols).to_arrow()).to_pylist()
             return got
         full = {g["chunk_id"]: g for g in _on_lance_loop(run()).result()}
         for r in todo:
