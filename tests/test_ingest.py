@@ -251,3 +251,35 @@ def test_the_second_hop_finds_the_passage_named_by_the_first(tmp_path: Path) -> 
         assert [h.rank for h in result.hits] == [1, 2, 3] and bool(result.hop_terms) == hop, (found, result)
     assert found[True][0] == found[False][0] == "scheduler.md"
     assert "hwclock.md" not in found[False] and "hwclock.md" in found[True]
+
+
+SITE_PAGE = """<html><head><title>Widget - Handbook</title></head><body>
+<div class="related" role="navigation"><h3>Navigation</h3><ul><li>index</li><li>next |</li><li>Handbook &raquo;</li></ul></div>
+<nav><a href="/">Home</a> | <a href="/docs">Docs</a></nav>
+<div class="body" role="main"><section><h1>Widget</h1>
+<p>The widget's pressure limit is 42 bar, and it is checked every morning before use.</p>
+<table><tr><th>Model</th><th>Limit</th></tr><tr><td>W-1</td><td>42 bar</td></tr></table>
+</section></div>
+<div class="sphinxsidebar" role="navigation"><h3>Previous topic</h3><p>Gadget</p><div role="search">Quick search</div></div>
+<div class="footer">&copy; Copyright 2026, Example Ltd. Last updated on October 07, 2026.</div>
+</body></html>"""
+
+
+def test_site_chrome_around_an_html_page_is_not_indexed(tmp_path: Path) -> None:
+    from appliance.config import IngestConfig
+    from appliance.ingest.partition import partition_file
+
+    page = tmp_path / "widget.html"
+    page.write_text(SITE_PAGE)
+    elements = partition_file(page, IngestConfig()).elements
+    text = " ".join(e.text for e in elements)
+    assert "pressure limit is 42 bar" in text
+    assert [e.rows for e in elements if e.kind == "Table"] == [(("Model", "Limit"), ("W-1", "42 bar"))]
+    assert all(e.section[:1] == ("Widget",) for e in elements if e.kind != "Title")
+    for chrome in ("Navigation", "index", "Home", "Previous topic", "Gadget", "Quick search", "Copyright"):
+        assert chrome not in text, chrome
+    # a page that marks no main content keeps its body and still loses its navigation and footer
+    page.write_text("<html><body><nav>Home | Docs</nav><h1>Widget</h1><p>The widget's pressure limit is 42 bar."
+                    "</p><footer>Copyright 2026, Example Ltd.</footer></body></html>")
+    text = " ".join(e.text for e in partition_file(page, IngestConfig()).elements)
+    assert "pressure limit is 42 bar" in text and "Home" not in text and "Copyright" not in text

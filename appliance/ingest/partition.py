@@ -107,6 +107,27 @@ def _read_text(path: Path) -> tuple[str, list[str]]:
         return text, [f"not valid UTF-8 (byte {e.start}); decoded as Windows-1252 - check special characters"]
 
 
+# site chrome: what a page generator repeats on every page around the content
+_CHROME_TAGS = ["nav", "footer", "script", "style", "noscript", "template"]
+_CHROME_ROLES = ["navigation", "search", "banner", "contentinfo", "complementary"]
+
+
+def _html_content(path: Path) -> str:
+    """The page without its site chrome: the element marked as main content (<main>, role="main") where the page
+    marks one, and never navigation, search boxes, banners or footers. Sidebars and footers repeat on every page of
+    a site; indexed, they answer every query about the page's topic and take places that belong to its content."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(path.read_bytes(), "html.parser")
+    for el in soup.find_all(_CHROME_TAGS) + soup.find_all(attrs={"role": _CHROME_ROLES}):
+        el.decompose()
+    main = soup.find("main") or soup.find(attrs={"role": "main"})
+    if main is None or not main.get_text(strip=True):
+        return str(soup)
+    title = soup.find("title")
+    return f"<html><head>{title or ''}</head><body>{main}</body></html>"
+
+
 def _table_rows(html: str | None) -> tuple[tuple[str, ...], ...]:
     if not html:
         return ()
@@ -144,6 +165,10 @@ def partition_file(path: Path, cfg: IngestConfig) -> Parsed:
                 from unstructured.partition.text import partition_text
 
                 raw = partition_text(text=text, languages=["eng"])
+        elif suffix in {".html", ".htm"}:
+            from unstructured.partition.html import partition_html
+
+            raw = partition_html(text=_html_content(path), languages=["eng"])
         else:
             raw = partition(filename=str(path), strategy="fast", languages=["eng"])
     except SkipFile:
