@@ -283,3 +283,7 @@ def test_site_chrome_around_an_html_page_is_not_indexed(tmp_path: Path) -> None:
                     "</p><footer>Copyright 2026, Example Ltd.</footer></body></html>")
     text = " ".join(e.text for e in partition_file(page, IngestConfig()).elements)
     assert "pressure limit is 42 bar" in text and "Home" not in text and "Copyright" not in text
+    # a page that is nothing but navigation (a site map) is read whole rather than skipped as empty
+    page.write_text("<html><body><div role=\"navigation\"><ul><li>Widget manual</li><li>Gadget manual</li></ul></div>"
+                    "</body></html>")
+    assert "Gadget manual" in " ".join(e.text for e in partition_file(page, IngestConfig()).elements)

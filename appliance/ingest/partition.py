@@ -115,17 +115,18 @@ _CHROME_ROLES = ["navigation", "search", "banner", "contentinfo", "complementary
 def _html_content(path: Path) -> str:
     """The page without its site chrome: the element marked as main content (<main>, role="main") where the page
     marks one, and never navigation, search boxes, banners or footers. Sidebars and footers repeat on every page of
-    a site; indexed, they answer every query about the page's topic and take places that belong to its content."""
+    a site; indexed, they answer every query about the page's topic and take places that belong to its content. A
+    page that is nothing but chrome (a site map) is read whole."""
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(path.read_bytes(), "html.parser")
+    raw = path.read_bytes()
+    soup = BeautifulSoup(raw, "html.parser")
     for el in soup.find_all(_CHROME_TAGS) + soup.find_all(attrs={"role": _CHROME_ROLES}):
         el.decompose()
     main = soup.find("main") or soup.find(attrs={"role": "main"})
-    if main is None or not main.get_text(strip=True):
-        return str(soup)
-    title = soup.find("title")
-    return f"<html><head>{title or ''}</head><body>{main}</body></html>"
+    if main is not None and main.get_text(strip=True):
+        return f"<html><body>{main}</body></html>"
+    return str(soup) if soup.get_text(strip=True) else str(BeautifulSoup(raw, "html.parser"))
 
 
 def _table_rows(html: str | None) -> tuple[tuple[str, ...], ...]:
