@@ -287,3 +287,23 @@ def test_site_chrome_around_an_html_page_is_not_indexed(tmp_path: Path) -> None:
     page.write_text("<html><body><div role=\"navigation\"><ul><li>Widget manual</li><li>Gadget manual</li></ul></div>"
                     "</body></html>")
     assert "Gadget manual" in " ".join(e.text for e in partition_file(page, IngestConfig()).elements)
+
+
+def test_underlined_headings_of_a_text_file_open_sections_and_their_rules_are_dropped(tmp_path: Path) -> None:
+    from appliance.config import IngestConfig
+    from appliance.ingest.partition import partition_file
+
+    notes = tmp_path / "release-notes.txt"
+    notes.write_text("PUMP FIRMWARE NOTES\n===================\n\nThese notes list every release.\n\n"
+                     "Source: internal build server\n\n------------------------------------------------------------\n\n"
+                     "VERSION 2.1 (2025-03-01)\n------------------------\n\nRelease date: 2025-03-01\n\n"
+                     "Fixes: the pressure alarm no longer sounds twice.\n\n"
+                     "VERSION 2.0 (2025-01-10)\n------------------------\n\nRelease date: 2025-01-10\n\n"
+                     "New features: remote reset.\n")
+    elements = partition_file(notes, IngestConfig()).elements
+    where = {e.text: e.section for e in elements}
+    assert where["Fixes: the pressure alarm no longer sounds twice."] == ("PUMP FIRMWARE NOTES", "VERSION 2.1 (2025-03-01)")
+    assert where["New features: remote reset."] == ("PUMP FIRMWARE NOTES", "VERSION 2.0 (2025-01-10)")
+    # a rule much longer than the line above it is a separator: that line stays text, and no rule is indexed
+    assert where["Source: internal build server"] == ("PUMP FIRMWARE NOTES",)
+    assert not any(set(e.text) <= set("=-") for e in elements)

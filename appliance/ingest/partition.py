@@ -229,32 +229,58 @@ def _running(raw: list) -> set[str]:
     return {key for key, on in pages.items() if len(on) > 1 or _PAGE_LABEL.match(key)}
 
 
+_RULE = re.compile(r"^([=~^*#+_-])\1{2,}$")
+
+
+def _underlined(raw: list) -> dict[int, int]:
+    """Plain-text headings underlined with a rule (reStructuredText or setext style: a short line, then a line of
+    one repeated punctuation character about as long): element index -> depth, the depth given by the order in
+    which each underline character first appears, as reStructuredText assigns levels. A rule much longer or
+    shorter than the line above it is a separator, not an underline."""
+    levels: dict[str, int] = {}
+    found: dict[int, int] = {}
+    for i in range(1, len(raw)):
+        rule, line = (" ".join(str(raw[j]).split()) for j in (i, i - 1))
+        if (_RULE.match(rule) and line and not _RULE.match(line) and len(line) <= 100 and line[-1] not in ".,;"
+                and getattr(raw[i - 1].metadata, "category_depth", None) is None
+                and abs(len(rule) - len(line)) <= max(3, len(line) // 4)):
+            found[i - 1] = levels.setdefault(rule[0], len(levels))
+    return found
+
+
 def _structure(raw: list) -> list[Element]:
     """Keep content elements and give each the path of titles above it.
 
-    Titles without a structural depth (PDF, plain text) are guesses from short lines: where the document numbers
-    its headings ("2.1 Measurement specifications"), only numbered ones count and their depth is their numbering;
-    elsewhere a numbered, ALL CAPS or Title Case line is a top-level heading. Other "titles" become plain text.
+    Titles without a structural depth (PDF, plain text) are guesses from short lines: where the document
+    underlines its headings with rules (plain text), only those count, at the depth their underline gives; where
+    it numbers them ("2.1 Measurement specifications"), only numbered ones count and their depth is their
+    numbering; elsewhere a numbered, ALL CAPS or Title Case line is a top-level heading. Other "titles" become
+    plain text. Rule lines themselves (underlines, separators) carry no words and are dropped.
     """
     depthless = [" ".join(str(e).split()) for e in raw if e.category == "Title"
                  and getattr(e.metadata, "category_depth", None) is None]
     numbered_doc = sum(bool(_NUMBERED.match(t)) for t in depthless) >= 3
+    underlined = _underlined(raw)
     running = _running(raw)
     out: list[Element] = []
     titles: list[tuple[int, str]] = []  # (depth, title)
-    for el in raw:
+    for i, el in enumerate(raw):
         kind = el.category
         text = " ".join(str(el).split())
-        if kind in DROPPED_CATEGORIES or not text:
+        if kind in DROPPED_CATEGORIES or not text or (kind != "Table" and _RULE.match(text)):
             continue
         if kind in MARGIN_CATEGORIES:
             if _margin_key(text) in running:
                 continue
             # body text at a page's edge; a numbered one is judged as a heading below, like any depthless title
             kind = "Title" if _NUMBERED.match(text) else "UncategorizedText"
+        if i in underlined:
+            kind = "Title"
         md = el.metadata
-        depth = getattr(md, "category_depth", None)
-        if kind == "Title" and depth is None:
+        depth = underlined.get(i, getattr(md, "category_depth", None))
+        if kind == "Title" and depth is None and len(underlined) >= 2:
+            kind = "UncategorizedText"        # the document marks its headings, and not this one
+        elif kind == "Title" and depth is None:
             number = _NUMBERED.match(text)
             if not _looks_like_heading(text) or (numbered_doc and not number):
                 kind = "UncategorizedText"
