@@ -178,7 +178,7 @@ def partition_file(path: Path, cfg: IngestConfig) -> Parsed:
         raise SkipFile(f"could not parse: {type(e).__name__}: {e}") from None
     if suffix == ".pdf" and cfg.pdf_tables:
         raw = _pdf_tables(path, raw, warnings)
-    elements = _structure(raw)
+    elements = _structure(raw, _docx_titles(path) if suffix == ".docx" else set())
     if not elements:
         hint = " (a scanned PDF without a text layer? OCR is not available offline)" if suffix == ".pdf" else ""
         raise SkipFile(f"no text extracted{hint}")
@@ -248,8 +248,21 @@ def _underlined(raw: list) -> dict[int, int]:
     return found
 
 
-def _structure(raw: list) -> list[Element]:
-    """Keep content elements and give each the path of titles above it.
+def _docx_titles(path: Path) -> set[str]:
+    """The paragraphs a Word document styles as its title: unstructured gives them the depth of a Heading 1, but
+    they stand above every heading of the document."""
+    import docx
+
+    try:
+        paragraphs = docx.Document(str(path)).paragraphs
+    except Exception:  # noqa: BLE001 - unstructured has read the file; without styles its depths stand as they are
+        return set()
+    return {" ".join(p.text.split()) for p in paragraphs if p.style is not None and p.style.name == "Title"}
+
+
+def _structure(raw: list, roots: set[str] = frozenset()) -> list[Element]:
+    """Keep content elements and give each the path of titles above it; `roots` are titles of the whole document
+    (a Word document's Title paragraph), above its top-level headings.
 
     Titles without a structural depth (PDF, plain text) are guesses from short lines: where the document
     underlines its headings with rules (plain text), only those count, at the depth their underline gives; where
@@ -277,7 +290,7 @@ def _structure(raw: list) -> list[Element]:
         if i in underlined:
             kind = "Title"
         md = el.metadata
-        depth = underlined.get(i, getattr(md, "category_depth", None))
+        depth = -1 if kind == "Title" and text in roots else underlined.get(i, getattr(md, "category_depth", None))
         if kind == "Title" and depth is None and len(underlined) >= 2:
             kind = "UncategorizedText"        # the document marks its headings, and not this one
         elif kind == "Title" and depth is None:
