@@ -27,6 +27,7 @@ from appliance.choices import CONDITIONS
 from appliance.config import Config
 from appliance.errors import UsageError
 from appliance.evaluation.strategies import StrategyResult, StrategyRunner
+from appliance.ingest.chunking import header_rows
 from appliance.llm import Generator
 from appliance.llm.prompts import CLOSED_BOOK, CONTEXT
 from appliance.text import normalise
@@ -73,12 +74,41 @@ class Context:
         blocks = []
         for i, p in enumerate(self.passages, 1):
             where = p.file_name + (f", p. {p.page}" if p.page else "") + (f" — {p.section}" if p.section else "")
-            blocks.append(f"[{i}] ({where})\n{p.text}")
+            blocks.append(f"[{i}] ({where})\n{shown(p.text)}")
         return "\n\n".join(blocks)
 
     @property
     def text(self) -> str:
         return "\n".join(p.text for p in self.passages)
+
+
+def shown(text: str) -> str:
+    """A passage's text as the prompt shows it: every table row under its header (cells are tab-separated; the
+    chunker repeats a table's header at the top of each of its chunks) also as `column: value` fields, so that a
+    small model reads a cell together with its column's name instead of counting tabs. Measured (rag, default
+    model, one run each): devset + extra 33 -> 34 of 74 right, samples 13 -> 15 of 30; none lost; prompts 2 % and
+    10 % longer."""
+    lines, out, block = text.split("\n"), [], []
+    for line in [*lines, ""]:
+        if "\t" in line and (not block or line.count("\t") == block[0].count("\t")):
+            block.append(line)
+            continue
+        out.extend(_fields(block))
+        block = [line] if "\t" in line else []
+        if not block:
+            out.append(line)
+    return "\n".join(out[:-1])
+
+
+def _fields(block: list[str]) -> list[str]:
+    """Rows of one table (tab-separated, header first) with each body row as `column: value; ...`."""
+    if len(block) < 2:
+        return block
+    rows = tuple(tuple(line.split("\t")) for line in block)
+    n = header_rows(rows)
+    names = [" ".join(dict.fromkeys(c for c in column if c.strip())) for column in zip(*rows[:n])]
+    return [*block[:n], *("; ".join(f"{name}: {cell}" if name else cell for name, cell in zip(names, row) if cell.strip())
+                          for row in rows[n:])]
 
 
 def covers_evidence(evidence: tuple[str, ...], text: str) -> bool | None:
@@ -93,7 +123,7 @@ def budget(passages: list[Passage], max_tokens: int, count: Callable[[str], int]
     """Keep passages in order while they fit `max_tokens` (the first always stays); return kept and dropped count."""
     kept, used = [], 0
     for p in passages:
-        n = count(p.text) + PASSAGE_HEADER_TOKENS
+        n = count(shown(p.text)) + PASSAGE_HEADER_TOKENS
         if kept and used + n > max_tokens:
             continue
         kept.append(p)

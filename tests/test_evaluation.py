@@ -183,6 +183,21 @@ def test_rag_context_keeps_the_best_within_budget_and_shows_it_last() -> None:
     assert last.render().rstrip().endswith("word") and last.render().index("passage 1") > last.render().index("passage 2")
 
 
+def test_table_rows_are_shown_to_the_model_as_fields_under_their_header() -> None:
+    from appliance.answering import Context, Passage
+
+    text = ("The full list of options:\nName\tDescription\tDefault\nInclude_debug\tInstall debug binaries\t0\n"
+            "Include_symbols\tInstall debugging symbols (*.pdb)\t\nAfter the table, prose.")
+    shown = Context("rag", [Passage("c1", text, "setup.pdf", "Options", 3)]).render()
+    assert shown.splitlines()[1:] == [
+        "The full list of options:", "Name\tDescription\tDefault",
+        "Name: Include_debug; Description: Install debug binaries; Default: 0",
+        "Name: Include_symbols; Description: Install debugging symbols (*.pdb)",   # an empty cell is left out
+        "After the table, prose."]
+    prose = "No table here.\n\nA second paragraph."
+    assert Context("rag", [Passage("c2", prose, "a.md", "", None)]).render().endswith(prose)
+
+
 # --- the real stack: ingest the samples, evaluate a few questions with the small model ---------------------------
 
 @pytest.fixture(scope="module")
