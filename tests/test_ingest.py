@@ -302,7 +302,8 @@ def test_underlined_headings_of_a_text_file_open_sections_and_their_rules_are_dr
                      "New features: remote reset.\n")
     elements = partition_file(notes, IngestConfig()).elements
     where = {e.text: e.section for e in elements}
-    assert where["Fixes: the pressure alarm no longer sounds twice."] == ("PUMP FIRMWARE NOTES", "VERSION 2.1 (2025-03-01)")
+    fixes = where["Fixes: the pressure alarm no longer sounds twice."]
+    assert fixes == ("PUMP FIRMWARE NOTES", "VERSION 2.1 (2025-03-01)")
     assert where["New features: remote reset."] == ("PUMP FIRMWARE NOTES", "VERSION 2.0 (2025-01-10)")
     # a rule much longer than the line above it is a separator: that line stays text, and no rule is indexed
     assert where["Source: internal build server"] == ("PUMP FIRMWARE NOTES",)

@@ -178,7 +178,7 @@ def partition_file(path: Path, cfg: IngestConfig) -> Parsed:
         raise SkipFile(f"could not parse: {type(e).__name__}: {e}") from None
     if suffix == ".pdf" and cfg.pdf_tables:
         raw = _pdf_tables(path, raw, warnings)
-    elements = _structure(raw, _docx_titles(path) if suffix == ".docx" else set())
+    elements = _structure(raw, _docx_titles(path) if suffix == ".docx" else frozenset())
     if not elements:
         hint = " (a scanned PDF without a text layer? OCR is not available offline)" if suffix == ".pdf" else ""
         raise SkipFile(f"no text extracted{hint}")
@@ -248,7 +248,7 @@ def _underlined(raw: list) -> dict[int, int]:
     return found
 
 
-def _docx_titles(path: Path) -> set[str]:
+def _docx_titles(path: Path) -> frozenset[str]:
     """The paragraphs a Word document styles as its title: unstructured gives them the depth of a Heading 1, but
     they stand above every heading of the document."""
     import docx
@@ -256,11 +256,11 @@ def _docx_titles(path: Path) -> set[str]:
     try:
         paragraphs = docx.Document(str(path)).paragraphs
     except Exception:  # noqa: BLE001 - unstructured has read the file; without styles its depths stand as they are
-        return set()
-    return {" ".join(p.text.split()) for p in paragraphs if p.style is not None and p.style.name == "Title"}
+        return frozenset()
+    return frozenset(" ".join(p.text.split()) for p in paragraphs if p.style is not None and p.style.name == "Title")
 
 
-def _structure(raw: list, roots: set[str] = frozenset()) -> list[Element]:
+def _structure(raw: list, roots: frozenset[str] = frozenset()) -> list[Element]:
     """Keep content elements and give each the path of titles above it; `roots` are titles of the whole document
     (a Word document's Title paragraph), above its top-level headings.
 
