@@ -275,7 +275,7 @@ def _structure(raw: list) -> list[Element]:
     Titles without a structural depth (PDF, plain text) are guesses from short lines: where the document
     underlines its headings with rules (plain text), only those count, at the depth their underline gives; where
     it numbers them ("2.1 Measurement specifications"), only numbered ones count and their depth is their
-    numbering (a numbered line the parser took for text counts where it continues the outline); elsewhere a numbered, ALL CAPS or Title Case line is a top-level heading. Other "titles" become
+    numbering; elsewhere a numbered, ALL CAPS or Title Case line is a top-level heading. Other "titles" become
     plain text. Rule lines themselves (underlines, separators) carry no words and are dropped.
     """
     depthless = [" ".join(str(e).split()) for e in raw if e.category == "Title"
