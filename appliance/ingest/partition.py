@@ -232,15 +232,16 @@ def _running(raw: list) -> set[str]:
 _RULE = re.compile(r"^([=~^*#+_-])\1{2,}$")
 
 
-def _underlined(raw: list) -> dict[int, int]:
+def _underlined(raw: list, texts: list[str]) -> dict[int, int]:
     """Plain-text headings underlined with a rule (reStructuredText or setext style: a short line, then a line of
     one repeated punctuation character about as long): element index -> depth, the depth given by the order in
     which each underline character first appears, as reStructuredText assigns levels. A rule much longer or
-    shorter than the line above it is a separator, not an underline."""
+    shorter than the line above it is a separator, not an underline. `texts`: each element's text, whitespace
+    collapsed."""
     levels: dict[str, int] = {}
     found: dict[int, int] = {}
     for i in range(1, len(raw)):
-        rule, line = (" ".join(str(raw[j]).split()) for j in (i, i - 1))
+        rule, line = texts[i], texts[i - 1]
         if (_RULE.match(rule) and line and not _RULE.match(line) and len(line) <= 100 and line[-1] not in ".,;"
                 and getattr(raw[i - 1].metadata, "category_depth", None) is None
                 and abs(len(rule) - len(line)) <= max(3, len(line) // 4)):
@@ -270,16 +271,17 @@ def _structure(raw: list, roots: frozenset[str] = frozenset()) -> list[Element]:
     numbering; elsewhere a numbered, ALL CAPS or Title Case line is a top-level heading. Other "titles" become
     plain text. Rule lines themselves (underlines, separators) carry no words and are dropped.
     """
-    depthless = [" ".join(str(e).split()) for e in raw if e.category == "Title"
+    texts = [" ".join(str(e).split()) for e in raw]
+    depthless = [t for e, t in zip(raw, texts) if e.category == "Title"
                  and getattr(e.metadata, "category_depth", None) is None]
     numbered_doc = sum(bool(_NUMBERED.match(t)) for t in depthless) >= 3
-    underlined = _underlined(raw)
+    underlined = _underlined(raw, texts)
     running = _running(raw)
     out: list[Element] = []
     titles: list[tuple[int, str]] = []  # (depth, title)
     for i, el in enumerate(raw):
         kind = el.category
-        text = " ".join(str(el).split())
+        text = texts[i]
         if kind in DROPPED_CATEGORIES or not text or (kind != "Table" and _RULE.match(text)):
             continue
         if kind in MARGIN_CATEGORIES:
