@@ -180,6 +180,7 @@ def test_generation_records_every_candidate_and_filter_and_resumes_without_dupli
     assert summary["kept"] == summary["survival"][-1]["surviving"]
     per_batch = workspace.config.sdg.batch_chunks * workspace.config.sdg.per_chunk  # a batch may overshoot
     assert 3 <= summary["kept_by_split"].get("probe", 0) < 3 + per_batch
+    assert summary["kept_by_split"].get("validation", 0) >= 1  # its own share of the 8 (budgets)
 
 
 def test_planted_copies_of_golden_questions_are_rejected(ws, tmp_path: Path) -> None:
@@ -458,3 +459,20 @@ def test_the_estimate_takes_the_survival_measured_in_this_workspace(tmp_path: Pa
     share, source = g._survival(open_workspace(root))
     assert share == pytest.approx(summary["kept"] / summary["candidates"]) and share != g.ASSUMED_SURVIVAL
     assert f"this workspace's {summary['candidates']} earlier candidates" in source
+
+
+def test_validation_has_its_own_share_of_the_target() -> None:
+    """Training and validation stop on their own counts: chunks of training documents met first cannot fill
+    sdg.target_pairs and leave the validation loss without examples (the ladder then trains nothing)."""
+    from appliance.config import Config
+    from appliance.sdg.generate import budgets
+
+    cfg = Config()
+    cfg.sdg.target_pairs, cfg.sdg.probe_questions = 12, 4
+    assert budgets(cfg, 100) == {"train": 10, "validation": 2, "probe": 4}  # 0.1 of the 0.8 not probed, rounded up
+    cfg.sdg.target_pairs = 1
+    assert budgets(cfg, 100)["validation"] == 0 and budgets(cfg, 100)["train"] == 1
+    cfg.sdg.target_pairs, cfg.sdg.validation_share = 80, 0.0
+    assert budgets(cfg, 100) == {"train": 80, "validation": 0, "probe": 4}
+    cfg.sdg.target_pairs = 0
+    assert budgets(cfg, 100)["train"] == budgets(cfg, 100)["validation"] == 100

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from collections import Counter
@@ -120,8 +121,8 @@ def _estimate(gen: Generator, order: list[dict[str, Any]], cfg: Config, budget: 
     from appliance.evaluation.estimate import measure_speed
 
     share, source = survival
-    want = budget["train"] + budget["probe"] - done
-    candidates = min(int(want / share) + 1, len(order) * cfg.sdg.per_chunk)
+    candidates = min(int((sum(budget.values()) - done) / share) + 1, len(order) * cfg.sdg.per_chunk)
+    want = min(sum(budget.values()) - done, int(candidates * share))
     sample = next((a for c in order[:20] for a in anchors_of(c, cfg.sdg.kinds, 1, cfg.sdg.seed)), None)
     excerpt = sample.excerpt if sample else order[0]["text"][:400]
     prompt, _ = gen.render(QUESTION_WRITER, where=_where(order[0]), passage=excerpt, answer="x", hint="")
@@ -136,9 +137,17 @@ def _estimate(gen: Generator, order: list[dict[str, Any]], cfg: Config, budget: 
                     f"at the measured {pp:.0f} prompt tok/s and {tg:.1f} generated tok/s: about {seconds / 60:.0f} min"}
 
 
-def _budget_of(split: str) -> str:
-    """Training and validation pairs share sdg.target_pairs; the probe has its own sdg.probe_questions."""
-    return "probe" if split == "probe" else "train"
+def budgets(cfg: Config, chunks: int) -> dict[str, int]:
+    """The pairs each split stops at: sdg.target_pairs divided between training and validation in the proportion of
+    their document shares (validation at least 1 where its share is set), each stopping on its own count, so that
+    chunks met early in the corpus cannot fill the whole target with training pairs and leave validation without
+    any; the probe stops at sdg.probe_questions. sdg.target_pairs 0: every chunk of both."""
+    s = cfg.sdg
+    if not s.target_pairs:
+        return {"train": chunks, "validation": chunks, "probe": s.probe_questions}
+    validation = math.ceil(s.target_pairs * s.validation_share / (1 - s.probe_share)) if s.validation_share else 0
+    validation = min(validation, s.target_pairs - 1) if s.target_pairs > 1 else 0
+    return {"train": s.target_pairs - validation, "validation": validation, "probe": s.probe_questions}
 
 
 def _where(chunk: dict[str, Any]) -> str:
@@ -359,10 +368,10 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
     done_chunks = {e["chunk_id"] for e in r.done} if r else set()
     kept: Counter[str] = Counter()
     for e in r.done if r else []:
-        kept[_budget_of(e["split"])] += e["kept"]
+        kept[e["split"]] += e["kept"]
     for pair_id, question in _kept_questions(ws):  # this workspace's kept pairs (an earlier run's, or this one's
         filters.duplicates.keep(pair_id, question)  # before it was killed) count against duplicates
-    budget = {"train": cfg.sdg.target_pairs or len(order), "probe": cfg.sdg.probe_questions}
+    budget = budgets(cfg, len(order))
     estimate = _estimate(gen, order, cfg, budget, sum(kept.values()), _survival(ws))
     progress.note(estimate["text"], STAGE)
     t0 = time.perf_counter()
@@ -386,7 +395,7 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
         batch: list[tuple[int, dict[str, Any], str, list[Candidate | str]]] = []
         for n, chunk in enumerate(order, 1):
             split = chunk_split(chunk, unit, cfg)
-            if chunk["chunk_id"] in done_chunks or kept[_budget_of(split)] >= budget[_budget_of(split)]:
+            if chunk["chunk_id"] in done_chunks or kept[split] >= budget[split]:
                 continue
             progress.check()
             if "Table" in (chunk["element_types"] or []) and chunk["path"] not in tables:
@@ -396,11 +405,12 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
                 continue
             for m, ch, sp, written in batch:  # filtered and written chunk by chunk: a kill loses only the batch
                 made = _filter_and_record(run, writer, filters, ch, written)
-                kept[_budget_of(sp)] += made
+                kept[sp] += made
                 run.event("sdg_chunk_done", chunk_id=ch["chunk_id"], split=sp, kept=made)
                 run.flush()
                 progress.advance(STAGE, m, len(order), "chunks", f"{ch['file_name']}: kept {made}; "
-                                 f"train+validation {kept['train']}, probe {kept['probe']}")
+                                 f"train {kept['train']}, validation {kept['validation']}, "
+                                 f"probe {kept['probe']}")
             batch = []
         summary = summarise(ws, run.run_id) | {"seconds": round(time.perf_counter() - t0, 1),
                                                 "estimated_seconds": estimate["seconds"]}
