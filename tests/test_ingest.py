@@ -309,22 +309,3 @@ def test_underlined_headings_of_a_text_file_open_sections_and_their_rules_are_dr
     assert where["Source: internal build server"] == ("PUMP FIRMWARE NOTES",)
     assert not any(set(e.text) <= set("=-") for e in elements)
 
-
-def test_a_word_documents_title_stands_above_its_top_level_headings(tmp_path: Path) -> None:
-    import docx
-
-    from appliance.config import IngestConfig
-    from appliance.ingest.partition import partition_file
-
-    doc = docx.Document()
-    doc.add_paragraph("Pump Handbook", style="Title")
-    doc.add_paragraph("1 Limits", style="Heading 1")
-    doc.add_paragraph("The pressure limit is 42 bar.")
-    doc.add_paragraph("1.1 Alarms", style="Heading 2")
-    doc.add_paragraph("The alarm sounds above 40 bar.")
-    doc.add_paragraph("2 Cleaning", style="Heading 1")
-    doc.add_paragraph("Rinse the filter weekly.")
-    doc.save(str(tmp_path / "pump.docx"))
-    where = {e.text: e.section for e in partition_file(tmp_path / "pump.docx", IngestConfig()).elements}
-    assert where["The alarm sounds above 40 bar."] == ("Pump Handbook", "1 Limits", "1.1 Alarms")
-    assert where["Rinse the filter weekly."] == ("Pump Handbook", "2 Cleaning")

@@ -72,3 +72,22 @@ def test_body_text_at_a_page_top_is_kept_and_running_headers_are_not() -> None:
     assert any(e.text == "Changed in version 3.6: Support for long paths was enabled in Python." for e in windows)
     manual = " ".join(e.text for e in partition_file(MANUAL, IngestConfig()).elements)
     assert "NI-MAN-WS400 rev D" not in manual and not re.search(r"\bPage \d+\b", manual)
+
+
+def test_numbered_subheadings_that_the_pdf_parser_calls_text_still_open_their_sections() -> None:
+    from unstructured.documents.elements import NarrativeText, Title
+
+    from appliance.ingest.partition import _structure
+
+    where = {e.text: e.section for e in partition_file(MANUAL, IngestConfig()).elements}
+    # unstructured's `fast` strategy gives "7.2 Notes on selected error codes" as NarrativeText
+    assert where["7.2 Notes on selected error codes"] == ("7 Troubleshooting", "7.2 Notes on selected error codes")
+    e07 = next(text for text in where if text.startswith("E07:"))
+    assert where[e07][-1] == "7.2 Notes on selected error codes"
+    # only a number that continues the outline is taken: not a step, nor a figure that jumps ahead
+    els = _structure([Title("1 Setup"), Title("1.1 Tools"), NarrativeText("1.2 Mounting the mast"),
+                      NarrativeText("3.4 Volts are shown on the display"), NarrativeText("2 Fasten the bolts"),
+                      Title("1.3 Wiring"), Title("2 Use"), Title("3 Care")])
+    assert {e.text: e.kind for e in els}["1.2 Mounting the mast"] == "Title"
+    assert {e.text: e.kind for e in els}["3.4 Volts are shown on the display"] != "Title"
+    assert {e.text: e.kind for e in els}["2 Fasten the bolts"] != "Title"

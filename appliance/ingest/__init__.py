@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 STAGE = "ingest"
 # Bump when parsing or chunking code changes what a file turns into: every file is then re-ingested.
-PIPELINE_VERSION = 10
+PIPELINE_VERSION = 11
 
 
 @dataclass

@@ -178,7 +178,7 @@ def partition_file(path: Path, cfg: IngestConfig) -> Parsed:
         raise SkipFile(f"could not parse: {type(e).__name__}: {e}") from None
     if suffix == ".pdf" and cfg.pdf_tables:
         raw = _pdf_tables(path, raw, warnings)
-    elements = _structure(raw, _docx_titles(path) if suffix == ".docx" else frozenset())
+    elements = _structure(raw)
     if not elements:
         hint = " (a scanned PDF without a text layer? OCR is not available offline)" if suffix == ".pdf" else ""
         raise SkipFile(f"no text extracted{hint}")
@@ -229,6 +229,27 @@ def _running(raw: list) -> set[str]:
     return {key for key, on in pages.items() if len(on) > 1 or _PAGE_LABEL.match(key)}
 
 
+_SUBHEADING = re.compile(r"^(\d+(?:\.\d+)+)\.?\s+[A-Z][^.;:]*$")
+
+
+def _subheading_number(text: str) -> tuple[int, ...] | None:
+    """The number of a line shaped like a numbered subheading ("7.2 Notes on selected error codes"): two or more
+    levels, a capital after it, short, no sentence punctuation."""
+    m = _SUBHEADING.match(text) if len(text) <= 100 else None
+    return tuple(int(x) for x in m.group(1).split(".")) if m else None
+
+
+def _continues(last: tuple[int, ...] | None, number: tuple[int, ...] | None) -> bool:
+    """Whether `number` is the next heading after `last` in a numbered outline: its first child, or the next
+    sibling at some level with first children below it (7.1 -> 7.2, 7.3 -> 8.1, 7 -> 7.1)."""
+    if last is None or number is None:
+        return False
+    if number == (*last, 1):
+        return True
+    return any(number[:k] == last[:k] and number[k] == last[k] + 1 and all(x == 1 for x in number[k + 1:])
+               for k in range(min(len(last), len(number))))
+
+
 _RULE = re.compile(r"^([=~^*#+_-])\1{2,}$")
 
 
@@ -249,21 +270,8 @@ def _underlined(raw: list, texts: list[str]) -> dict[int, int]:
     return found
 
 
-def _docx_titles(path: Path) -> frozenset[str]:
-    """The paragraphs a Word document styles as its title: unstructured gives them the depth of a Heading 1, but
-    they stand above every heading of the document."""
-    import docx
-
-    try:
-        paragraphs = docx.Document(str(path)).paragraphs
-    except Exception:  # noqa: BLE001 - unstructured has read the file; without styles its depths stand as they are
-        return frozenset()
-    return frozenset(" ".join(p.text.split()) for p in paragraphs if p.style is not None and p.style.name == "Title")
-
-
-def _structure(raw: list, roots: frozenset[str] = frozenset()) -> list[Element]:
-    """Keep content elements and give each the path of titles above it; `roots` are titles of the whole document
-    (a Word document's Title paragraph), above its top-level headings.
+def _structure(raw: list) -> list[Element]:
+    """Keep content elements and give each the path of titles above it.
 
     Titles without a structural depth (PDF, plain text) are guesses from short lines: where the document
     underlines its headings with rules (plain text), only those count, at the depth their underline gives; where
@@ -279,6 +287,7 @@ def _structure(raw: list, roots: frozenset[str] = frozenset()) -> list[Element]:
     running = _running(raw)
     out: list[Element] = []
     titles: list[tuple[int, str]] = []  # (depth, title)
+    last_number: tuple[int, ...] | None = None   # the number of the last numbered heading
     for i, el in enumerate(raw):
         kind = el.category
         text = texts[i]
@@ -292,7 +301,10 @@ def _structure(raw: list, roots: frozenset[str] = frozenset()) -> list[Element]:
         if i in underlined:
             kind = "Title"
         md = el.metadata
-        depth = -1 if kind == "Title" and text in roots else underlined.get(i, getattr(md, "category_depth", None))
+        if (numbered_doc and kind in ("NarrativeText", "UncategorizedText")
+                and getattr(md, "category_depth", None) is None and _continues(last_number, _subheading_number(text))):
+            kind = "Title"        # the `fast` PDF strategy calls some numbered subheadings body text
+        depth = underlined.get(i, getattr(md, "category_depth", None))
         if kind == "Title" and depth is None and len(underlined) >= 2:
             kind = "UncategorizedText"        # the document marks its headings, and not this one
         elif kind == "Title" and depth is None:
@@ -306,6 +318,9 @@ def _structure(raw: list, roots: frozenset[str] = frozenset()) -> list[Element]:
         if kind == "Title":
             level = depth or 0
             titles = [(d, t) for d, t in titles if d < level] + [(level, text)]
+            number = _NUMBERED.match(text)
+            if numbered_doc and number and number.group(1)[0].isdigit():
+                last_number = tuple(int(x) for x in number.group(1).rstrip(".").split("."))
         rows = _table_rows(getattr(md, "text_as_html", None)) if kind == "Table" else ()
         out.append(Element(kind=kind, text=text, page=getattr(md, "page_number", None),
                            section=tuple(t for _, t in titles), depth=depth, rows=rows))
