@@ -96,6 +96,9 @@ def test_spread_reaches_every_document_before_the_second_chunk_of_any() -> None:
     ("What is the on-call on-call rota?", "a two-tier rota", False),           # stutter
     ("What does the sentence say about full backups?", "90 days", False),      # points at a passage
     ("What is the purpose of the Format Strings section in the document?", "to describe layouts", False),
+    ("What does this module provide for full backups?", "a scheduler", False),  # a demonstrative
+    ("What are the most common types used for that purpose?", "int and str", False),
+    ("What is the name of the module that schedules full backups?", "backupd", True),  # a relative "that"
 ])
 def test_format_filter(question: str, answer: str, passed: bool) -> None:
     from appliance.config import SDGConfig

