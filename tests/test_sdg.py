@@ -73,6 +73,23 @@ def test_anchors_take_their_answers_verbatim_from_the_chunk() -> None:
         assert a.answer in chunk["text"] or a.kind == "table"
 
 
+def test_reference_entries_give_definitions_and_headings_do_not() -> None:
+    """A term line over a sentence without a subject of its own is a definition (API, command-line and glossary
+    entries); a heading over an instruction, and a sentence that has its own subject, are not."""
+    chunk = {"chunk_id": "c2", "doc_id": "d", "section": "backupctl > 3.2 Restores", "element_types": None,
+             "text": "backupctl.prune(keep=7)\nRemove every snapshot older than the newest keep snapshots.\n"
+                     "--dry-run\nPrint the snapshots that would be removed without removing them.\n"
+                     "retention class\nA named policy that says how long each kind of snapshot is kept.\n"
+                     "3.2 Restores\nOpen a restore ticket before you touch the backup server.\n"
+                     "verify\nThe verify command reads every block of a snapshot back from disk.\n"
+                     "4 Hotels\nUse the hotels that the travel agency has agreements with."}
+    found = {a.hint: a for a in anchors_of(chunk, ["definition"], 10, 0)}
+    assert set(found) == {"what backupctl.prune(keep=7) does", "what --dry-run does", "what retention class is"}
+    prune = found["what backupctl.prune(keep=7) does"]
+    assert prune.answer == "Remove every snapshot older than the newest keep snapshots"
+    assert prune.excerpt == "backupctl.prune(keep=7)\nRemove every snapshot older than the newest keep snapshots."
+
+
 def test_prose_sentences_skip_code_and_navigation() -> None:
     text = "Navigation\n>>> x = 1\nThe module provides a fast way to compare sorted sequences of values.\nindex |"
     assert prose_sentences(text) == ["The module provides a fast way to compare sorted sequences of values."]

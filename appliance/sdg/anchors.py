@@ -8,6 +8,9 @@ Kinds:
 - `number`: a quantity with its unit inside such a sentence ("90 days", "256 MB");
 - `table`: one cell of a table row, named by the row's key (first cell) and the column header;
 - `procedure`: one step of a run of instruction lines, with the step before it;
+- `definition`: what a reference entry says of its term: a sentence with no subject of its own ("Return an int with
+  k random bits.", "A callable that accepts ...") on the line after the term it describes (`secrets.randbits(k)`,
+  `-u`, `text_factory`), the shape of API, command-line and glossary entries;
 - `free`: nothing chosen; the model writes question and answer from the chunk (filtered harder).
 """
 from __future__ import annotations
@@ -105,6 +108,33 @@ def _steps(text: str, list_items: bool) -> list[tuple[int, str, str]]:
     return out
 
 
+_TERM_END = (".", ":", "?", "!", ";", ",")
+_NUMBERED_HEADING = re.compile(r"\d+(\.\d+)*\.?\s+[A-Z]")  # "8.6 Declaration of conformity", "3 Hotels"
+
+
+def _definitions(text: str, section: str, prose: list[str]) -> list[tuple[str, str, bool]]:
+    """(term, sentence, whether it says what the term is rather than what it does) of each reference entry in the
+    chunk: a line of 1-8 words that is not a sentence nor a heading (of the chunk's section path, or numbered),
+    then a line whose first sentence is prose without a subject of its own, opening with a verb ("Return ...",
+    "Creates ...") or an article ("A subclass of ..."). A heading over an instruction ("3.2 Hotels" / "Use the
+    hotels ...") is not one."""
+    lines = [line.strip() for line in text.splitlines()]
+    headings = {" ".join(h.replace("¶", "").split()) for h in section.split(" > ")}
+    keep, out = set(prose), []
+    for before, line in zip(lines, lines[1:]):
+        term = " ".join(before.replace("¶", "").split())
+        if (not 1 <= len(term.split()) <= 8 or term.endswith(_TERM_END) or not any(c.isalpha() for c in term)
+                or term in headings or _NUMBERED_HEADING.match(term)):
+            continue
+        s = next(iter(sentences(line)), "")
+        if s not in keep or opens_with_its_subject(s):
+            continue
+        first = parser()(s)[0]
+        if first.tag_ in ("VB", "VBZ", "VBP") or first.lower_ in ("a", "an", "the"):
+            out.append((term, s, first.tag_ == "DT"))
+    return out
+
+
 def _table_cells(chunk_text: str, tables: list[tuple[tuple[str, ...], ...]]
                  ) -> list[tuple[str, str, str, tuple[str, ...], tuple[str, ...]]]:
     """(row key, column header, cell, row, header) of the table rows that this chunk holds."""
@@ -192,8 +222,8 @@ def chunk_key(chunk: dict[str, Any]) -> str:
 def anchors_of(chunk: dict[str, Any], kinds: list[str], per_chunk: int, seed: int,
                tables: list[tuple[tuple[str, ...], ...]] = ()) -> list[Anchor]:
     """Up to `per_chunk` anchors of the chunk, each from its own sentence / row / step: one of each kind the chunk
-    has first (table cells, quantities, facts, then steps), then more of them; chosen reproducibly from `seed` and
-    the chunk's place-free key (chunk_key)."""
+    has first (table cells, quantities, definitions, facts, then steps), then more of them; chosen reproducibly from
+    `seed` and the chunk's place-free key (chunk_key)."""
     text, cid = chunk["text"], chunk["chunk_id"]
     rng = random.Random(f"{seed}:{chunk_key(chunk)}")
     options: dict[str, list[Anchor]] = defaultdict(list)
@@ -210,13 +240,17 @@ def anchors_of(chunk: dict[str, Any], kinds: list[str], per_chunk: int, seed: in
     if "number" in kinds:
         for s in prose:
             options["number"] += [Anchor("number", q, s, "", cid, s) for q in _quantities(s)]
+    if "definition" in kinds:
+        for term, s, noun in _definitions(text, chunk.get("section", ""), prose):
+            hint = f"what {term} {'is' if noun else 'does'}"
+            options["definition"].append(Anchor("definition", s.rstrip("."), s, hint, cid, f"{term}\n{s}"))
     if "fact" in kinds:
         for s in filter(opens_with_its_subject, prose):
             split = _predicate(s)
             options["fact"].append(Anchor("fact", split[1], s, split[0], cid, s) if split else
                                    Anchor("fact", s.rstrip("."), s, "the whole sentence: ask what it states", cid, s))
     chosen: list[Anchor] = []
-    order = ("table", "number", "fact", "procedure")   # measured on the samples: procedure steps survive least
+    order = ("table", "number", "definition", "fact", "procedure")  # on the samples, procedure steps survive least
     for kind in order:  # one of each kind first, then more of them, each from its own evidence; a fact's
         rng.shuffle(options[kind])  # predicate (a short answer) before a whole sentence
     options["fact"].sort(key=lambda a: a.answer == a.evidence.rstrip("."))

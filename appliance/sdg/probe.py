@@ -27,7 +27,8 @@ from appliance.sdg.examples import ExampleBuilder
 from appliance.workspace import Workspace
 
 STAGE = "sdg probe"
-_GOLDEN_KIND = {"fact": "fact", "number": "number", "table": "table", "procedure": "procedure", "free": "fact"}
+_GOLDEN_KIND = {"fact": "fact", "number": "number", "table": "table", "procedure": "procedure", "definition": "fact",
+               "free": "fact"}
 
 
 def write_probe(ws: Workspace, groups: list[str] | None = None, limit: int | None = None,
