@@ -496,3 +496,34 @@ def test_validation_has_its_own_share_of_the_target() -> None:
     assert budgets(cfg, 100) == {"train": 80, "validation": 0, "probe": 4}
     cfg.sdg.target_pairs = 0
     assert budgets(cfg, 100)["train"] == budgets(cfg, 100)["validation"] == 100
+
+
+def test_an_anchor_whose_question_fails_the_round_trip_gets_another_question(ws) -> None:
+    """sdg.rewrites: the greedy question is not answered back (round trip), the sampled rewrite is; both are
+    recorded as candidates with their filter outcomes, and only the rewrite is kept."""
+    from appliance.sdg.generate import generate_pairs
+
+    asked: dict[str, str] = {}
+
+    def script(prompt: str, params, schema) -> str:
+        if "Excerpt:" in prompt:
+            excerpt, answer = prompt.rsplit("Excerpt:\n", 1)[1].split("\n\nAnswer: ", 1)
+            answer = answer.split("\n")[0]
+            words = [w for w in re.findall(r"[A-Za-z][\w-]*", excerpt) if w.lower() not in answer.lower()][:6]
+            if params.temperature == 0:
+                return f"Regarding {' '.join(words)}, what is stated?"  # never answered back
+            question = f"Which value is given for {' '.join(words)}?"
+            asked[question] = answer
+            return question
+        return asked.get(prompt.rsplit("Question: ", 1)[-1].split("\n")[0].strip(), "I don't know")
+
+    summary = generate_pairs(open_workspace(ws, ["sdg.target_pairs=4", "sdg.probe_questions=0", "sdg.kinds=fact"]),
+                             generator=FakeGenerator(script))
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    rows = con.execute("""SELECT p.chunk_id, p.answer, p.question, p.attempts, f.filter, f.passed FROM sdg_pairs p
+                          JOIN sdg_filters f USING (run_id, pair_id) WHERE run_id = ? AND f.filter = 'round_trip'""",
+                       [summary["run_id"]]).fetchall()
+    con.close()
+    first = {(c, a) for c, a, q, n, _, passed in rows if q.startswith("Regarding") and not passed and n == 1}
+    again = {(c, a) for c, a, q, n, _, passed in rows if q.startswith("Which value") and passed and n > 1}
+    assert summary["kept"] >= 1 and again and again <= first  # every kept rewrite answers an anchor that failed

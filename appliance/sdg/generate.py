@@ -42,6 +42,8 @@ from appliance.workspace import Workspace
 STAGE = "sdg generate"
 RESUME_SECTIONS = ("models", "llm", "retrieval", "eval", "sdg")
 SPLITS = ("train", "validation", "probe")
+# filters whose failure is the question's, not the answer's: the anchor is worth another question (sdg.rewrites)
+REWRITTEN = ("findable", "round_trip")
 
 
 @dataclass(frozen=True)
@@ -182,8 +184,9 @@ class Writer:
                                 seed=self.cfg.sdg.seed + attempt)
         return self.gen.generate(prompt, params, stop).text
 
-    def write(self, anchor: Anchor, chunk: dict[str, Any], split: str) -> Candidate | str:
-        """The candidate, or why no question could be had (after sdg.attempts tries)."""
+    def write(self, anchor: Anchor, chunk: dict[str, Any], split: str, rewrite: int = 0) -> Candidate | str:
+        """The candidate, or why no question could be had (after sdg.attempts tries); `rewrite` n > 0 asks for
+        another question for the same anchor (sampled, with seeds no earlier try used)."""
         hint = f"\n(The answer says {anchor.hint}.)" if anchor.hint else ""
         messages = QUESTION_WRITER.messages(where=_where(chunk), passage=anchor.excerpt or chunk["text"],
                                             answer=anchor.answer, hint=hint)
@@ -193,7 +196,8 @@ class Writer:
         prompt, _ = self.gen.render_messages([messages[0], *shots, messages[1]])
         prefill = '{"question": "'
         last = ""
-        for attempt in range(self.cfg.sdg.attempts):
+        tries = self.cfg.sdg.attempts
+        for attempt in range(rewrite * tries, (rewrite + 1) * tries):
             last = self._ask(prompt + prefill, ('"', "\n"), attempt)
             question = " ".join(last.split())
             if question.endswith("?") and len(question.split()) >= 3:
@@ -440,15 +444,26 @@ def _filter_and_record(run: Any, writer: Writer, filters: Filters, chunk: dict[s
         run.event("sdg_failure", chunk_id=chunk["chunk_id"], reason=failure)
     candidates = [w for w in written if isinstance(w, Candidate)]
     vectors = filters.embedder.embed([c.question for c in candidates]) if candidates else []
-    kept = 0
+    kept, seen = 0, {c.pair_id for c in candidates}
     for c, vector in zip(candidates, vectors):
-        c, outcomes = filters.run(c, chunk, vector)
-        run.append("sdg_pairs", **asdict(c), generator_model=writer.gen.identity.model,
-                   generator_sha256=writer.gen.identity.model_sha256)
-        for o in outcomes:
-            run.append("sdg_filters", pair_id=c.pair_id, filter=o.filter, passed=o.passed, score=o.score,
-                       threshold=o.threshold, detail=o.detail)
-        kept += outcomes[-1].filter == FILTERS[-1] and outcomes[-1].passed
+        for rewrite in range(1, writer.cfg.sdg.rewrites + 2):
+            c, outcomes = filters.run(c, chunk, vector)
+            run.append("sdg_pairs", **asdict(c), generator_model=writer.gen.identity.model,
+                       generator_sha256=writer.gen.identity.model_sha256)
+            for o in outcomes:
+                run.append("sdg_filters", pair_id=c.pair_id, filter=o.filter, passed=o.passed, score=o.score,
+                           threshold=o.threshold, detail=o.detail)
+            if outcomes[-1].passed or outcomes[-1].filter not in REWRITTEN or rewrite > writer.cfg.sdg.rewrites:
+                kept += outcomes[-1].filter == FILTERS[-1] and outcomes[-1].passed
+                break
+            again = writer.write(Anchor(c.kind, c.answer, c.evidence, c.hint, c.chunk_id, c.excerpt), chunk,
+                                 c.split, rewrite)
+            if isinstance(again, str) or again.pair_id in seen:
+                run.event("sdg_failure", chunk_id=chunk["chunk_id"], reason=f"rewrite {rewrite} of pair {c.pair_id}: "
+                          + (again if isinstance(again, str) else "the same question again"))
+                break
+            c, vector = again, filters.embedder.embed([again.question])[0]
+            seen.add(c.pair_id)
     return kept
 
 
