@@ -439,7 +439,8 @@ def _write(writer: Writer, chunk: dict[str, Any], split: str, tables: list, cfg:
 
 def _filter_and_record(run: Any, writer: Writer, filters: Filters, chunk: dict[str, Any],
                        written: list[Candidate | str]) -> int:
-    """Filter the chunk's candidates and record them with every outcome (and each failure); the number kept."""
+    """Filter the chunk's candidates and record them with every outcome (and each failure); an anchored candidate
+    that fails a filter in REWRITTEN gets another question, up to sdg.rewrites times; the number kept."""
     for failure in (w for w in written if isinstance(w, str)):
         run.event("sdg_failure", chunk_id=chunk["chunk_id"], reason=failure)
     candidates = [w for w in written if isinstance(w, Candidate)]
@@ -453,7 +454,8 @@ def _filter_and_record(run: Any, writer: Writer, filters: Filters, chunk: dict[s
             for o in outcomes:
                 run.append("sdg_filters", pair_id=c.pair_id, filter=o.filter, passed=o.passed, score=o.score,
                            threshold=o.threshold, detail=o.detail)
-            if outcomes[-1].passed or outcomes[-1].filter not in REWRITTEN or rewrite > writer.cfg.sdg.rewrites:
+            if (outcomes[-1].passed or outcomes[-1].filter not in REWRITTEN or rewrite > writer.cfg.sdg.rewrites
+                    or c.kind == "free"):  # a free-form pair's answer is the model's own: not an anchor to keep
                 kept += outcomes[-1].filter == FILTERS[-1] and outcomes[-1].passed
                 break
             again = writer.write(Anchor(c.kind, c.answer, c.evidence, c.hint, c.chunk_id, c.excerpt), chunk,
