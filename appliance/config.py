@@ -225,6 +225,9 @@ class Config:
                 raise ConfigError(f"{key} = {value}: a share between 0 and 1 (1 excluded)")
         if self.sdg.validation_share + self.sdg.probe_share >= 1:
             raise ConfigError("sdg.validation_share + sdg.probe_share leave no documents for training")
+        if self.sdg.attempts < 1 or min(self.sdg.rewrites, self.sdg.target_pairs, self.sdg.probe_questions) < 0:
+            raise ConfigError("sdg.attempts must be at least 1; sdg.rewrites, sdg.target_pairs and "
+                              "sdg.probe_questions not negative")
         t = self.train
         if min(t.lora_r, t.lora_alpha, t.batch_size, t.grad_accumulation, t.max_epochs, t.patience,
                t.evals_per_epoch) < 1 or t.learning_rate <= 0 or min(t.max_steps, t.max_length, t.eval_examples) < 0:

@@ -19,7 +19,9 @@ def test_defaults_file_env_and_set_apply_in_order(tmp_path: Path) -> None:
                                         ("[retrieval]\nmode = \"semantic\"\n", "retrieval.mode"),
                                         ("[ingest]\nmax_tokens = [1, 2]\n", "ingest.max_tokens"),
                                         ("[ladder]\nadapter_scales = [1.0, 0]\n", "ladder.adapter_scales"),
-                                        ("[ladder]\nadapter_scales = []\n", "ladder.adapter_scales")])
+                                        ("[ladder]\nadapter_scales = []\n", "ladder.adapter_scales"),
+                                        ("[sdg]\nrewrites = -1\n", "sdg.rewrites"),
+                                        ("[sdg]\nattempts = 0\n", "sdg.attempts")])
 def test_bad_config_is_refused_with_the_key_named(tmp_path: Path, text: str, named: str) -> None:
     path = tmp_path / "config.toml"
     path.write_text(text)
