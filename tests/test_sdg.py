@@ -22,6 +22,13 @@ from appliance.workspace import open_workspace
 SAMPLES = REPO_ROOT / "samples"
 
 
+def excerpt_words(prompt: str) -> tuple[str, str]:
+    """From a question writer's prompt: six words of its excerpt that are not in its answer, and the answer."""
+    excerpt, answer = prompt.rsplit("Excerpt:\n", 1)[1].split("\n\nAnswer: ", 1)
+    answer = answer.split("\n")[0]
+    return " ".join([w for w in re.findall(r"[A-Za-z][\w-]*", excerpt) if w.lower() not in answer.lower()][:6]), answer
+
+
 def scripted_writer() -> FakeGenerator:
     """Writes "What is stated about <the excerpt's first words>?" for an anchored answer and remembers the answer, which
     it gives back when the question is asked with passages (the round trip)."""
@@ -29,11 +36,8 @@ def scripted_writer() -> FakeGenerator:
 
     def script(prompt: str, params, schema) -> str:
         if "Excerpt:" in prompt:
-            block = prompt.rsplit("Excerpt:\n", 1)[1]
-            excerpt, answer = block.split("\n\nAnswer: ", 1)
-            answer = answer.split("\n")[0]
-            words = [w for w in re.findall(r"[A-Za-z][\w-]*", excerpt) if w.lower() not in answer.lower()][:6]
-            question = f"What is stated about {' '.join(words)}?"
+            words, answer = excerpt_words(prompt)
+            question = f"What is stated about {words}?"
             asked[question] = answer
             return question
         question = prompt.rsplit("Question: ", 1)[-1].split("\n")[0].strip()
@@ -507,12 +511,10 @@ def test_an_anchor_whose_question_fails_the_round_trip_gets_another_question(ws)
 
     def script(prompt: str, params, schema) -> str:
         if "Excerpt:" in prompt:
-            excerpt, answer = prompt.rsplit("Excerpt:\n", 1)[1].split("\n\nAnswer: ", 1)
-            answer = answer.split("\n")[0]
-            words = [w for w in re.findall(r"[A-Za-z][\w-]*", excerpt) if w.lower() not in answer.lower()][:6]
+            words, answer = excerpt_words(prompt)
             if params.temperature == 0:
-                return f"Regarding {' '.join(words)}, what is stated?"  # never answered back
-            question = f"Which value is given for {' '.join(words)}?"
+                return f"Regarding {words}, what is stated?"  # never answered back
+            question = f"Which value is given for {words}?"
             asked[question] = answer
             return question
         return asked.get(prompt.rsplit("Question: ", 1)[-1].split("\n")[0].strip(), "I don't know")
