@@ -120,6 +120,11 @@ def test_spread_reaches_every_document_before_the_second_chunk_of_any() -> None:
     ("What does this module provide for full backups?", "a scheduler", False),  # a demonstrative
     ("What are the most common types used for that purpose?", "int and str", False),
     ("What is the name of the module that schedules full backups?", "backupd", True),  # a relative "that"
+    ("What is the backup server in the rack?", "The backup server combines a disk with two tapes",
+     False),  # asks what it is of a sentence that says what it does
+    ("What does the backup server combine?", "The backup server combines a disk with two tapes", True),
+    ("What is the backup server?", "The backup server is the host that keeps the tapes", True),
+    ("What is the purpose of the backup server?", "The backup server keeps every snapshot for 90 days", True),
 ])
 def test_format_filter(question: str, answer: str, passed: bool) -> None:
     from appliance.config import SDGConfig

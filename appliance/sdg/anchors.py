@@ -212,6 +212,11 @@ def opens_with_its_subject(sentence: str) -> bool:
     return subject is not None and doc[0].i in {t.i for t in subject.subtree}
 
 
+def main_verb(sentence: str) -> str:
+    """The sentence's main verb as written, lower-cased ("combines", "is")."""
+    return next(_parsed(sentence).sents).root.lower_
+
+
 def _around(evidence: str, text: str) -> str:
     """The evidence with the sentence before and after it in the chunk (what the question writer reads)."""
     flat = [s for line in text.splitlines() for s in sentences(line.strip()) if s]

@@ -27,7 +27,7 @@ import numpy as np
 from appliance.config import SDGConfig
 from appliance.evaluation.golden import Question
 from appliance.evaluation.judge import deterministic, is_refusal
-from appliance.sdg.anchors import parser
+from appliance.sdg.anchors import main_verb, opens_with_its_subject, parser
 from appliance.text import normalise, norm_answer, numbers, sentences, stems
 
 if TYPE_CHECKING:
@@ -74,7 +74,19 @@ def check_format(question: str, answer: str, cfg: SDGConfig) -> Outcome:
                  question, re.I) or _demonstrative(question):
         return Outcome("format", False, words, None, "points at a passage ('this module', 'the sentence'): not a "
                                                      "question on its own")
+    if _asks_what_it_is(question) and opens_with_its_subject(answer) and main_verb(answer) not in _COPULA:
+        return Outcome("format", False, words, None, "asks what something is; the answer, a sentence, says what it "
+                                                     "does or what is done with it")
     return Outcome("format", True, words, None, "ok")
+
+
+# "What is X?" asks for what X is. Of the devset run's 154 kept pairs whose answer is a whole sentence, 78 asked it of a
+# sentence whose verb is not "is" ("What is Python combined with very clear syntax?" / "Python combines remarkable
+# power with very clear syntax."): most of them misframe the sentence. "What is the purpose / difference of ..." asks
+# for something else and is left alone.
+_asks_what_it_is = re.compile(r"what (is|are|was|were) (?!the (purpose|role|function|use|effect|result|reason|"
+                              r"difference|advantage|benefit)s? )", re.I).match
+_COPULA = {"is", "are", "was", "were", "be"}
 
 
 def _demonstrative(question: str) -> bool:
