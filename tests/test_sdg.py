@@ -14,9 +14,9 @@ from appliance.errors import Cancelled, UsageError
 from appliance.llm.fake import FakeGenerator
 from appliance.models import REPO_ROOT
 from appliance.progress import Progress
-from appliance.sdg.anchors import _predicate, anchors_of, prose_sentences, spread
+from appliance.sdg.anchors import _predicate, anchors_of, prose_sentences, question_opening, spread
 from appliance.sdg.examples import contains_answer
-from appliance.sdg.filters import check_format, check_grounding, findable_outcome, round_trip_outcome
+from appliance.sdg.filters import check_format, check_framing, check_grounding, findable_outcome, round_trip_outcome
 from appliance.workspace import open_workspace
 
 SAMPLES = REPO_ROOT / "samples"
@@ -120,16 +120,34 @@ def test_spread_reaches_every_document_before_the_second_chunk_of_any() -> None:
     ("What does this module provide for full backups?", "a scheduler", False),  # a demonstrative
     ("What are the most common types used for that purpose?", "int and str", False),
     ("What is the name of the module that schedules full backups?", "backupd", True),  # a relative "that"
-    ("What is the backup server in the rack?", "The backup server combines a disk with two tapes",
-     False),  # asks what it is of a sentence that says what it does
-    ("What does the backup server combine?", "The backup server combines a disk with two tapes", True),
-    ("What is the backup server?", "The backup server is the host that keeps the tapes", True),
-    ("What is the purpose of the backup server?", "The backup server keeps every snapshot for 90 days", True),
 ])
 def test_format_filter(question: str, answer: str, passed: bool) -> None:
     from appliance.config import SDGConfig
 
     assert check_format(question, answer, SDGConfig()).passed is passed
+
+
+@pytest.mark.parametrize("question,answer,passed", [
+    ("What is the backup server in the rack?", "The backup server combines a disk with two tapes", False),
+    ("What does the backup server combine?", "The backup server combines a disk with two tapes", True),
+    ("What is the backup server?", "The backup server is the host that keeps the tapes", True),
+    ("What is the purpose of the backup server?", "The backup server keeps every snapshot for 90 days", True),
+    ("What is the retention of full backups?", "90 days", True),  # not a sentence: nothing to misframe
+])
+def test_framing_filter(question: str, answer: str, passed: bool) -> None:
+    assert check_framing(question, answer).passed is passed
+
+
+@pytest.mark.parametrize("sentence,opening", [
+    ("The backup server combines a disk with two tapes.", "What does"),
+    ("Backup servers keep two tapes.", "What do"),
+    ("Either job can raise an exception.", "What can"),
+    ("The retention is configured at install time.", "How is"),
+    ("The backup server does not support tapes.", ""),  # a question without the "not" would invert it
+    ("The backup server is the host that keeps the tapes.", ""),
+])
+def test_question_openings_follow_the_main_verb(sentence: str, opening: str) -> None:
+    assert question_opening(sentence) == opening
 
 
 def test_grounding_rejects_a_question_about_a_neighbouring_sentence() -> None:
@@ -534,3 +552,34 @@ def test_an_anchor_whose_question_fails_the_round_trip_gets_another_question(ws)
     first = {(c, a) for c, a, q, n, _, passed in rows if q.startswith("Regarding") and not passed and n == 1}
     again = {(c, a) for c, a, q, n, _, passed in rows if q.startswith("Which value") and passed and n > 1}
     assert summary["kept"] >= 1 and again and again <= first  # every kept rewrite answers an anchor that failed
+
+
+def test_a_question_that_asks_what_a_sentence_does_not_say_is_rewritten_from_its_verb(ws) -> None:
+    """framing + sdg.rewrites: the greedy question asks "What is <subject>?" of a whole sentence that says what its
+    subject does; the rewrite goes on from the sentence's own opening ("What does", "How is"), and is kept."""
+    from appliance.sdg.generate import generate_pairs
+
+    asked: dict[str, str] = {}
+
+    def script(prompt: str, params, schema) -> str:
+        if "Excerpt:" in prompt:
+            _, answer = excerpt_words(prompt)
+            opening, subject = prompt.rsplit('{"question": "', 1)[1], " ".join(answer.split()[:3])
+            if params.temperature == 0:
+                return f"What is {subject}?"
+            question = f"{opening} {subject} stand for?"
+            asked[" ".join(question.split())] = answer
+            return question[len(opening):]
+        return asked.get(prompt.rsplit("Question: ", 1)[-1].split("\n")[0].strip(), "I don't know")
+
+    summary = generate_pairs(open_workspace(ws, ["sdg.target_pairs=4", "sdg.probe_questions=0", "sdg.kinds=fact"]),
+                             generator=FakeGenerator(script))
+    con = duckdb.connect(str(ws / "audit.duckdb"), read_only=True)
+    rows = con.execute("""SELECT p.chunk_id, p.answer, p.question, p.attempts, f.filter, f.passed FROM sdg_pairs p
+                          JOIN sdg_filters f USING (run_id, pair_id) WHERE run_id = ?""", [summary["run_id"]]).fetchall()
+    con.close()
+    misframed = {(c, a) for c, a, q, n, f, passed in rows if f == "framing" and not passed and n == 1}
+    openings = {"What does", "What do", "What can", "How is", "How are", "How must"}
+    kept = {(c, a) for c, a, q, n, f, passed in rows if f == "round_trip" and passed and " ".join(q.split()[:2]) in
+            openings}  # (an anchor whose first question failed the round trip gets a rewrite with no opening)
+    assert misframed and kept and kept <= misframed

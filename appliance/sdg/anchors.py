@@ -217,6 +217,25 @@ def main_verb(sentence: str) -> str:
     return next(_parsed(sentence).sents).root.lower_
 
 
+_DO = {"VBZ": "does", "VBP": "do", "VBD": "did"}
+
+
+def question_opening(sentence: str) -> str:
+    """The first words of a question about what the sentence's subject does or what is done with it: "What does"
+    ("The module provides ..."), "What can" ("Either action can raise ..."), "How is" for a passive ("The path is
+    configured at ..."); "" where the verb is "is", has no subject or is negated (a question that dropped the
+    "not" would invert the sentence)."""
+    root = next(_parsed(sentence).sents).root
+    children = list(root.children)
+    if root.pos_ == "AUX" or not any(t.dep_ in _SUBJECTS for t in children) or any(t.dep_ == "neg" for t in children):
+        return ""
+    aux = next((t for t in children if t.dep_ in ("aux", "auxpass") and t.i < root.i), None)
+    if any(t.dep_ == "auxpass" for t in children):
+        return f"How {aux.lower_}" if aux is not None else ""
+    verb = aux.lower_ if aux is not None else _DO.get(root.tag_, "")
+    return f"What {verb}" if verb else ""
+
+
 def _around(evidence: str, text: str) -> str:
     """The evidence with the sentence before and after it in the chunk (what the question writer reads)."""
     flat = [s for line in text.splitlines() for s in sentences(line.strip()) if s]

@@ -33,7 +33,7 @@ from appliance.text import normalise, norm_answer, numbers, sentences, stems
 if TYPE_CHECKING:
     from appliance.retrieval.embed import Embedder
 
-FILTERS = ("contamination", "format", "grounding", "support", "duplicate", "findable", "round_trip")
+FILTERS = ("contamination", "format", "framing", "grounding", "support", "duplicate", "findable", "round_trip")
 # a pair that passed the last filter passed every one its run applied (runs made before a filter existed lack it)
 # words a question may use without their being in the evidence ("what is the value of ...", "which step ...")
 _QUESTION_WORDS = set("value number name type called used use mean means happen happens many much long kind step "
@@ -74,19 +74,26 @@ def check_format(question: str, answer: str, cfg: SDGConfig) -> Outcome:
                  question, re.I) or _demonstrative(question):
         return Outcome("format", False, words, None, "points at a passage ('this module', 'the sentence'): not a "
                                                      "question on its own")
-    if _asks_what_it_is(question) and opens_with_its_subject(answer) and main_verb(answer) not in _COPULA:
-        return Outcome("format", False, words, None, "asks what something is; the answer, a sentence, says what it "
-                                                     "does or what is done with it")
     return Outcome("format", True, words, None, "ok")
 
 
-# "What is X?" asks for what X is. Of the devset run's 154 kept pairs whose answer is a whole sentence, 78 asked it of a
+# "What is X?" asks for what X is. Of a devset run's 154 kept pairs whose answer is a whole sentence, 78 asked it of a
 # sentence whose verb is not "is" ("What is Python combined with very clear syntax?" / "Python combines remarkable
 # power with very clear syntax."): most of them misframe the sentence. "What is the purpose / difference of ..." asks
 # for something else and is left alone.
 _asks_what_it_is = re.compile(r"what (is|are|was|were) (?!the (purpose|role|function|use|effect|result|reason|"
                               r"difference|advantage|benefit)s? )", re.I).match
 _COPULA = {"is", "are", "was", "were", "be"}
+
+
+def check_framing(question: str, answer: str) -> Outcome:
+    """Does the question ask for what its answer says? Not where a "What is X?" question gets a whole sentence that
+    says what X does or what is done with it."""
+    if _asks_what_it_is(question) and opens_with_its_subject(answer):
+        verb = main_verb(answer)
+        if verb not in _COPULA:
+            return Outcome("framing", False, 0.0, None, f"asks what something is; the answer says what it {verb}")
+    return Outcome("framing", True, 1.0, None, "ok")
 
 
 def _demonstrative(question: str) -> bool:

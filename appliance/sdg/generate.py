@@ -34,16 +34,16 @@ from appliance.llm import Generator, SamplingParams, load_generator
 from appliance.llm.prompts import PAIR_WRITER, QUESTION_EXAMPLES, QUESTION_WRITER
 from appliance.progress import Progress
 from appliance.resume import find_resumable, process_event
-from appliance.sdg.anchors import Anchor, anchors_of, chunk_key, spread
-from appliance.sdg.filters import (FILTERS, Contamination, Duplicates, Outcome, check_format, check_grounding,
-                                   check_support, findable_outcome, round_trip_outcome)
+from appliance.sdg.anchors import Anchor, anchors_of, chunk_key, question_opening, spread
+from appliance.sdg.filters import (FILTERS, Contamination, Duplicates, Outcome, check_format, check_framing,
+                                   check_grounding, check_support, findable_outcome, round_trip_outcome)
 from appliance.workspace import Workspace
 
 STAGE = "sdg generate"
 RESUME_SECTIONS = ("models", "llm", "retrieval", "eval", "sdg")
 SPLITS = ("train", "validation", "probe")
 # filters whose failure is the question's, not the answer's: the anchor is worth another question (sdg.rewrites)
-REWRITTEN = ("findable", "round_trip")
+REWRITTEN = ("framing", "findable", "round_trip")
 
 
 @dataclass(frozen=True)
@@ -184,9 +184,11 @@ class Writer:
                                 seed=self.cfg.sdg.seed + attempt)
         return self.gen.generate(prompt, params, stop).text
 
-    def write(self, anchor: Anchor, chunk: dict[str, Any], split: str, rewrite: int = 0) -> Candidate | str:
+    def write(self, anchor: Anchor, chunk: dict[str, Any], split: str, rewrite: int = 0,
+              opening: str = "") -> Candidate | str:
         """The candidate, or why no question could be had (after sdg.attempts tries); `rewrite` n > 0 asks for
-        another question for the same anchor (sampled, with seeds no earlier try used)."""
+        another question for the same anchor (sampled, with seeds no earlier try used), `opening` the words it
+        must start with (written into the reply for the model to go on from)."""
         hint = f"\n(The answer says {anchor.hint}.)" if anchor.hint else ""
         messages = QUESTION_WRITER.messages(where=_where(chunk), passage=anchor.excerpt or chunk["text"],
                                             answer=anchor.answer, hint=hint)
@@ -194,12 +196,12 @@ class Writer:
                  for m in (QUESTION_WRITER.messages(**fields)[1],
                            {"role": "assistant", "content": json.dumps({"question": reply})})]
         prompt, _ = self.gen.render_messages([messages[0], *shots, messages[1]])
-        prefill = '{"question": "'
+        prefill = '{"question": "' + opening
         last = ""
         tries = self.cfg.sdg.attempts
         for attempt in range(rewrite * tries, (rewrite + 1) * tries):
             last = self._ask(prompt + prefill, ('"', "\n"), attempt)
-            question = " ".join(last.split())
+            question = " ".join(f"{opening} {last}".split())  # the model may go on without a space
             if question.endswith("?") and len(question.split()) >= 3:
                 return _candidate(anchor.kind, question, anchor.answer, anchor.evidence, anchor.hint, anchor.excerpt,
                                   chunk, split, QUESTION_WRITER.id, prompt, prefill + last, attempt + 1)
@@ -253,6 +255,7 @@ class Filters:
                 support = self._judged_support(c, chunk)
         steps = [lambda: self.contamination.check(c.question, vector),
                  lambda: check_format(c.question, c.answer, s),
+                 lambda: check_framing(c.question, c.answer),
                  lambda: check_grounding(c.question, c.evidence or chunk["text"], _where(chunk) + " " + c.hint, s),
                  lambda: support,
                  lambda: self.duplicates.check(c.pair_id, c.question),
@@ -407,14 +410,14 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
             batch.append((n, chunk, split, _write(writer, chunk, split, tables.get(chunk["path"], []), cfg)))
             if len(batch) < cfg.sdg.batch_chunks and n < len(order):
                 continue
-            for m, ch, sp, written in batch:  # filtered and written chunk by chunk: a kill loses only the batch
-                made = _filter_and_record(run, writer, filters, ch, written)
-                kept[sp] += made
-                run.event("sdg_chunk_done", chunk_id=ch["chunk_id"], split=sp, kept=made)
-                run.flush()
-                progress.advance(STAGE, m, len(order), "chunks", f"{ch['file_name']}: kept {made}; "
+            made = _filter_and_record(run, writer, filters, [(ch, written) for _, ch, _, written in batch])
+            for (m, ch, sp, _), k in zip(batch, made):
+                kept[sp] += k
+                run.event("sdg_chunk_done", chunk_id=ch["chunk_id"], split=sp, kept=k)
+                progress.advance(STAGE, m, len(order), "chunks", f"{ch['file_name']}: kept {k}; "
                                  f"train {kept['train']}, validation {kept['validation']}, "
                                  f"probe {kept['probe']}")
+            run.flush()  # the batch in one transaction: a kill loses only the batch, which a resume does again
             batch = []
         summary = summarise(ws, run.run_id) | {"seconds": round(time.perf_counter() - t0, 1),
                                                 "estimated_seconds": estimate["seconds"]}
@@ -437,18 +440,22 @@ def _write(writer: Writer, chunk: dict[str, Any], split: str, tables: list, cfg:
     return [writer.write(a, chunk, split) for a in anchors_of(chunk, s.kinds, s.per_chunk, s.seed, tables)]
 
 
-def _filter_and_record(run: Any, writer: Writer, filters: Filters, chunk: dict[str, Any],
-                       written: list[Candidate | str]) -> int:
-    """Filter the chunk's candidates and record them with every outcome (and each failure); an anchored candidate
-    that fails a filter in REWRITTEN gets another question, up to sdg.rewrites times; the number kept."""
-    for failure in (w for w in written if isinstance(w, str)):
-        run.event("sdg_failure", chunk_id=chunk["chunk_id"], reason=failure)
-    candidates = [w for w in written if isinstance(w, Candidate)]
-    vectors = filters.embedder.embed([c.question for c in candidates]) if candidates else []
-    kept, seen = 0, {c.pair_id for c in candidates}
-    for c, vector in zip(candidates, vectors):
-        for rewrite in range(1, writer.cfg.sdg.rewrites + 2):
-            c, outcomes = filters.run(c, chunk, vector)
+def _filter_and_record(run: Any, writer: Writer, filters: Filters,
+                       batch: list[tuple[dict[str, Any], list[Candidate | str]]]) -> list[int]:
+    """Filter a batch of chunks' candidates and record them with every outcome (and each failure); an anchored
+    candidate that fails a filter in REWRITTEN gets another question, up to sdg.rewrites times (one that asked "What
+    is X?" of what X does starts as question_opening says); the number kept of each chunk. The rewrites of the
+    whole batch are written one after another, so the writer's prompt prefix stays in llama.cpp's cache."""
+    for chunk, written in batch:
+        for failure in (w for w in written if isinstance(w, str)):
+            run.event("sdg_failure", chunk_id=chunk["chunk_id"], reason=failure)
+    pending = [(n, w) for n, (_, written) in enumerate(batch) for w in written if isinstance(w, Candidate)]
+    kept, seen = [0] * len(batch), {c.pair_id for _, c in pending}
+    for rewrite in range(1, writer.cfg.sdg.rewrites + 2):
+        vectors = filters.embedder.embed([c.question for _, c in pending]) if pending else []
+        failed: list[tuple[int, Candidate, str]] = []
+        for (n, c), vector in zip(pending, vectors):
+            c, outcomes = filters.run(c, batch[n][0], vector)
             run.append("sdg_pairs", **asdict(c), generator_model=writer.gen.identity.model,
                        generator_sha256=writer.gen.identity.model_sha256)
             for o in outcomes:
@@ -456,16 +463,20 @@ def _filter_and_record(run: Any, writer: Writer, filters: Filters, chunk: dict[s
                            threshold=o.threshold, detail=o.detail)
             if (outcomes[-1].passed or outcomes[-1].filter not in REWRITTEN or rewrite > writer.cfg.sdg.rewrites
                     or c.kind == "free"):  # a free-form pair's answer is the model's own: not an anchor to keep
-                kept += outcomes[-1].filter == FILTERS[-1] and outcomes[-1].passed
-                break
+                kept[n] += outcomes[-1].filter == FILTERS[-1] and outcomes[-1].passed
+            else:
+                failed.append((n, c, question_opening(c.evidence) if outcomes[-1].filter == "framing" else ""))
+        pending = []
+        for n, c, opening in failed:
+            chunk = batch[n][0]
             again = writer.write(Anchor(c.kind, c.answer, c.evidence, c.hint, c.chunk_id, c.excerpt), chunk,
-                                 c.split, rewrite)
+                                 c.split, rewrite, opening)
             if isinstance(again, str) or again.pair_id in seen:
                 run.event("sdg_failure", chunk_id=chunk["chunk_id"], reason=f"rewrite {rewrite} of pair {c.pair_id}: "
                           + (again if isinstance(again, str) else "the same question again"))
-                break
-            c, vector = again, filters.embedder.embed([again.question])[0]
-            seen.add(c.pair_id)
+                continue
+            pending.append((n, again))
+            seen.add(again.pair_id)
     return kept
 
 
