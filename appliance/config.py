@@ -114,8 +114,8 @@ class SDGConfig:
     target_pairs: int = 0                   # training + validation pairs to keep, divided by their shares (0: all chunks)
     free_share: float = 0.1                 # share of chunks whose pair the model writes whole (free-form)
     attempts: int = 3                       # a question that does not parse is asked again this often, then a failure
-    rewrites: int = 1                       # another question for an anchor whose question was not findable or not
-                                            # answered back (the anchor stays good); each is a candidate of its own
+    rewrites: int = 1                       # another question for an anchor whose question misframed it, was not
+                                            # findable or not answered back (the anchor stays good); each a candidate
     min_question_words: int = 5
     max_question_words: int = 30
     max_answer_words: int = 60

@@ -583,3 +583,14 @@ def test_a_question_that_asks_what_a_sentence_does_not_say_is_rewritten_from_its
     kept = {(c, a) for c, a, q, n, f, passed in rows if f == "round_trip" and passed and " ".join(q.split()[:2]) in
             openings}  # (an anchor whose first question failed the round trip gets a rewrite with no opening)
     assert misframed and kept and kept <= misframed
+
+
+def test_two_rows_with_the_same_cell_and_question_are_two_pairs() -> None:
+    """A pair's id covers its evidence: the type code table's rows 'i' and 'l' both hold "int", and the writer asked
+    the same question of both; one id for the two made their filter outcomes indistinguishable in the audit store."""
+    from appliance.sdg.generate import _candidate
+
+    chunk = {"chunk_id": "c1", "doc_id": "d", "file_name": "array.html", "section": "Type codes"}
+    a, b = (_candidate("table", "Which Python type does a type code give?", "int", row, "", row, chunk, "train",
+                       "t", "prompt", "raw", 1) for row in ("'i' signed int int 2", "'l' signed long int 4"))
+    assert a.pair_id != b.pair_id

@@ -227,7 +227,8 @@ class Writer:
 
 def _candidate(kind: str, question: str, answer: str, evidence: str, hint: str, excerpt: str, chunk: dict[str, Any],
                split: str, template_id: str, prompt: str, raw: str, attempts: int) -> Candidate:
-    pair_id = hashlib.sha256(f"{chunk['chunk_id']}\n{kind}\n{answer}\n{question}".encode()).hexdigest()[:16]
+    # the evidence too: two rows of a table with the same cell can get the same question (both are recorded)
+    pair_id = hashlib.sha256(f"{chunk['chunk_id']}\n{kind}\n{answer}\n{question}\n{evidence}".encode()).hexdigest()[:16]
     return Candidate(pair_id, kind, question, answer, evidence, hint, excerpt, chunk["chunk_id"], chunk["doc_id"],
                      chunk["file_name"], chunk["section"], split, template_id,
                      hashlib.sha256(prompt.encode()).hexdigest(), raw, attempts)
