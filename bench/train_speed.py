@@ -1,6 +1,7 @@
 """Adaptation and serving speed, each figure beside a baseline measured in the same run:
 
-1. CPU LoRA training tokens/s: TRL's SFTTrainer (our recipe's settings) in bf16 autocast and fp32, against a plain
+1. CPU LoRA training tokens/s: TRL's SFTTrainer (our recipe's settings) in bf16 autocast and fp32, with TRL's own CPU
+   LM head (every position scored) and the recipe's (the answer's positions only, training/cpu.py), against a plain
    transformers + peft loop (AdamW, completion-only labels) on the same examples (baseline: the plain fp32 loop);
 2. generation tokens/s, llama.cpp (the GGUF) vs transformers generate (the dense copy), same prompts, greedy (target
    >= 3x);
@@ -21,6 +22,7 @@ from pathlib import Path
 import appliance  # noqa: F401
 from appliance.llm import load_generator
 from appliance.llm.base import SamplingParams
+from appliance.training.cpu import score_answer_tokens_only
 from appliance.training.data import load_train_data
 from appliance.training.dense import dense_base
 from appliance.workspace import open_workspace
@@ -40,7 +42,7 @@ def trl_rate(base: Path, rows: list[dict], steps: int, bf16: bool, out: Path) ->
                    args=SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=1,
                                   learning_rate=2e-4, max_length=None, completion_only_loss=True, bf16=bf16,
                                   use_cpu=True, report_to="none", save_strategy="no", logging_steps=1,
-                                  disable_tqdm=True))
+                                  disable_tqdm=True, gradient_checkpointing=False))
     t0 = time.perf_counter()
     t.train()
     seconds = time.perf_counter() - t0
@@ -152,9 +154,13 @@ def main() -> None:
     base_rate = plain_rate(base, rows, args.steps, bf16=False)
     print(f"{'training':<34} {'tokens/s':>9} {'x plain fp32 loop':>18}")
     print(f"{'plain transformers+peft loop fp32':<34} {base_rate:>9.1f} {1.0:>18.2f}")
-    for label, rate in (("plain loop bf16 autocast", plain_rate(base, rows, args.steps, bf16=True)),
-                        ("TRL SFTTrainer fp32", trl_rate(base, rows, args.steps, False, out)),
-                        ("TRL SFTTrainer bf16 (the recipe)", trl_rate(base, rows, args.steps, True, out))):
+    rates = [("plain loop bf16 autocast", plain_rate(base, rows, args.steps, bf16=True)),
+             ("TRL fp32, TRL's CPU LM head", trl_rate(base, rows, args.steps, False, out)),
+             ("TRL bf16, TRL's CPU LM head", trl_rate(base, rows, args.steps, True, out))]
+    score_answer_tokens_only()   # from here on as the recipe trains (it cannot be undone in this process)
+    rates += [("TRL fp32, answer positions only", trl_rate(base, rows, args.steps, False, out)),
+              ("TRL bf16, answer positions (recipe)", trl_rate(base, rows, args.steps, True, out))]
+    for label, rate in rates:
         print(f"{label:<34} {rate:>9.1f} {rate / base_rate:>18.2f}")
 
     gen = load_generator(ws, entry.name)

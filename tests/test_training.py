@@ -86,6 +86,51 @@ def test_trl_trains_on_exactly_the_tokens_llama_cpp_serves(ws) -> None:
         assert completion[: len(answer)] == answer and completion[len(answer)] == eos
 
 
+def test_the_cpu_recipe_scores_only_the_answer_positions_with_the_same_loss(ws, monkeypatch) -> None:
+    """On a CPU, TRL projects every position of a RAG prompt through the LM head although only the answer's count;
+    the recipe hands its kernel the answer's positions alone, and the loss stays the model's own completion-only
+    loss. Fails with TRL's default (the kernel sees every position)."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from appliance.training.cpu import score_answer_tokens_only
+    from appliance.training.data import load_train_data
+    from appliance.training.dense import dense_base
+
+    w = open_workspace(ws)
+    entry, gguf = w.models.verified_path("smollm2-135m-instruct")
+    base = dense_base(w, entry, gguf)
+    row = load_train_data(w, dataset_id(ws), chat=True).train[0]
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    trainer = SFTTrainer(model=model, processing_class=AutoTokenizer.from_pretrained(str(base)),
+                         args=SFTConfig(output_dir=str(ws / "compact-check"), max_length=4096, report_to="none",
+                                        completion_only_loss=True, use_cpu=True, gradient_checkpointing=False),
+                         train_dataset=Dataset.from_list([{"prompt": row["prompt"], "completion": row["completion"]}]))
+    batch = next(iter(trainer.get_train_dataloader()))
+    scored: list[int] = []
+    kernel = trl_utils._ChunkedLogProbFunction
+
+    class Spy:
+        @staticmethod
+        def apply(hidden, *rest):  # noqa: ANN001, ANN205
+            scored.append(hidden.shape[0])
+            return kernel.apply(hidden, *rest)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)   # restored after the test
+    score_answer_tokens_only()
+    score_answer_tokens_only()                                             # idempotent
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, dict(batch)).item()
+        own = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss.item()
+    answer = int((batch["labels"][:, 1:] != -100).sum())
+    assert 0 < answer < batch["input_ids"].shape[1] // 4 and scored == [answer]
+    assert abs(loss - own) < 1e-4
+
+
 def test_train_export_and_serve_an_adapter_with_llama_cpp(ws, capsys) -> None:
     code, s, err = run_cli(capsys, ws, "train", "--dataset", dataset_id(ws)[:6], "--model", PLUMBING, "--json")
     assert code == 0, err
