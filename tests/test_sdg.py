@@ -133,9 +133,29 @@ def test_format_filter(question: str, answer: str, passed: bool) -> None:
     ("What is the backup server?", "The backup server is the host that keeps the tapes", True),
     ("What is the purpose of the backup server?", "The backup server keeps every snapshot for 90 days", True),
     ("What is the retention of full backups?", "90 days", True),  # not a sentence: nothing to misframe
+    ("What is the nightly backup?", "strongly affected by the tape speed", False),  # a predicate: how it is
+    ("What is the nightly backup?", "a full copy of every disk", True),             # a predicate: what it is
 ])
 def test_framing_filter(question: str, answer: str, passed: bool) -> None:
     assert check_framing(question, answer).passed is passed
+
+
+def test_a_fact_asked_with_its_section_heading_fails_framing() -> None:
+    """A FAQ heading copied as the question of one sentence under it; a table cell may answer its heading."""
+    section = "backup.html > Questions > How do I restore a backup?¶"
+    asked = "How do I restore a backup?"
+    assert not check_framing(asked, "The tapes are kept for 90 days", "fact", section).passed
+    assert check_framing(asked, "restore-tool", "table", section).passed
+    assert check_framing("How long are the tapes kept?", "The tapes are kept for 90 days", "fact", section).passed
+
+
+def test_a_question_that_restates_most_of_its_answer_fails_format() -> None:
+    from appliance.config import SDGConfig
+
+    answer = "The ordering of format characters may have an impact on size in native mode since padding is implicit"
+    restated = "What may happen if the ordering of format characters has an impact on size in native mode?"
+    assert not check_format(restated, answer, SDGConfig()).passed   # 7 of 11 content words: passed at the old 0.7
+    assert check_format("Why may the ordering of format characters matter?", answer, SDGConfig()).passed
 
 
 @pytest.mark.parametrize("sentence,opening", [

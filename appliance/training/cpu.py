@@ -2,10 +2,11 @@
 
     appliance train --dataset ID --backend cpu [--set train.max_epochs=1]
 
-Top to bottom: threads -> TRL's LM head scoring the answer's positions only -> tokenizer and dense base (fp32 weights; bf16 autocast where the CPU has native bf16) ->
-longest example (max_length, so nothing is cut) -> LoRA on every linear projection -> SFTTrainer (loss on the
-completion only, validation loss every `eval_steps`, best checkpoint kept, early stopping) -> train, resuming from
-the last checkpoint if there is one -> save the best adapter.
+Top to bottom: threads -> TRL's LM head scoring the answer's positions only -> tokenizer and dense base (fp32
+weights; bf16 autocast where the CPU has native bf16) -> longest example (max_length, so nothing is cut) -> LoRA on
+every linear projection -> SFTTrainer (loss on the completion only, validation loss every `eval_steps`, best
+checkpoint kept, early stopping) -> train, resuming from the last checkpoint if there is one -> save the best
+adapter.
 """
 from __future__ import annotations
 
