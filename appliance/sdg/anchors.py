@@ -212,6 +212,13 @@ def opens_with_its_subject(sentence: str) -> bool:
     return subject is not None and doc[0].i in {t.i for t in subject.subtree}
 
 
+def opens_as_a_description(predicate: str) -> bool:
+    """Whether a fact's predicate opens with an adjective, adverb or participle ("strongly affected by outliers",
+    "valid as long as ..."): what its subject is like, not what it is."""
+    first = _parsed(predicate)[0]
+    return first.pos_ in ("ADJ", "ADV") or first.tag_ == "VBN"
+
+
 def main_verb(sentence: str) -> str:
     """The sentence's main verb as written, lower-cased ("combines", "is")."""
     return next(_parsed(sentence).sents).root.lower_

@@ -27,7 +27,7 @@ import numpy as np
 from appliance.config import SDGConfig
 from appliance.evaluation.golden import Question
 from appliance.evaluation.judge import deterministic, is_refusal
-from appliance.sdg.anchors import main_verb, opens_with_its_subject, parser
+from appliance.sdg.anchors import main_verb, opens_as_a_description, opens_with_its_subject, parser
 from appliance.text import normalise, norm_answer, numbers, sentences, stems
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def check_framing(question: str, answer: str, kind: str = "fact", section: str =
     says what X does or what is done with it, or a fact's predicate that says how X is ("What is the mean?" /
     "strongly affected by outliers"); and not where a fact's question is its section's heading, of which the answer
     is one sentence ("How do I obtain a copy of the source?" / "The source will compile on most UNIX platforms")."""
-    if kind == "fact" and _plain(question) in {_plain(h) for h in section.split(">")}:
+    if kind == "fact" and norm_answer(question) in {norm_answer(h) for h in section.split(">")}:
         return Outcome("framing", False, 0.0, None, "the question is its section's heading, not a question of its "
                                                     "answer")
     if _asks_what_it_is(question):
@@ -101,20 +101,9 @@ def check_framing(question: str, answer: str, kind: str = "fact", section: str =
             verb = main_verb(answer)
             if verb not in _COPULA:
                 return Outcome("framing", False, 0.0, None, f"asks what something is; the answer says what it {verb}")
-        elif kind == "fact" and _opens_as_a_description(answer):
+        elif kind == "fact" and opens_as_a_description(answer):
             return Outcome("framing", False, 0.0, None, "asks what something is; the answer says how it is")
     return Outcome("framing", True, 1.0, None, "ok")
-
-
-def _plain(text: str) -> str:
-    return re.sub(r"[^\w ]+", "", text.replace("¶", "")).strip().lower()
-
-
-def _opens_as_a_description(predicate: str) -> bool:
-    """Whether a fact's predicate opens with an adjective, adverb or participle ("strongly affected by outliers",
-    "valid as long as ..."): what its subject is like, not what it is."""
-    first = parser()(predicate)[0]
-    return first.pos_ in ("ADJ", "ADV") or first.tag_ == "VBN"
 
 
 def _demonstrative(question: str) -> bool:

@@ -32,7 +32,8 @@ def score_answer_tokens_only() -> None:
     elsewhere (so that Neuron's compiler sees one tile shape). On a CPU that is the 151,936-wide head, forward and
     backward, for each of a RAG prompt's ~600 tokens whose loss is masked anyway: about 45 % of a step. The torch
     tiles a CPU runs take any number of positions, so the CPU gets the compact path too: the same loss, 1.85x the
-    tokens/s (bench/train_speed.py). Idempotent; the kernel's own choice of Triton or torch tiles is untouched."""
+    tokens/s on 4 devset examples (bench/train_speed.py prints both heads). Idempotent; the kernel's own choice of
+    Triton or torch tiles is untouched."""
     import trl.trainer.utils as trl_utils
 
     chooser = trl_utils._use_triton
