@@ -212,6 +212,35 @@ def test_hits_read_their_text_after_the_search_even_when_the_table_changed_betwe
     assert found[1]["file_name"] == "1.md" and found[2]["path"] == "/d/2"
 
 
+def test_k_distinct_hits_come_from_beyond_the_mmr_pool_when_duplicates_fill_it(tmp_path: Path) -> None:
+    """MMR reads vectors for the best fused candidates only (MMR_POOL); where identical text from many files fills
+    that pool, the search reads further, a pool at a time, until it has k distinct hits."""
+    import hashlib
+
+    from appliance.config import load_config
+    from appliance.retrieval import MMR_POOL, Retriever
+
+    cfg = load_config(None)
+    retriever = Retriever(cfg, tmp_path / "index")
+    dim = retriever.embedder.dim
+
+    def row(i: int, text: str) -> dict:
+        return {"chunk_id": f"{i:032x}", "doc_id": f"{i:064x}", "text": text, "search_text": text,
+                "content_sha256": hashlib.sha256(text.encode()).hexdigest(), "public": True, "groups": [],
+                "vector": [1.0] + [0.0] * (dim - 1), "path": f"/d/{i}", "file_name": f"{i}.md", "section": "",
+                "ordinal": 0}
+    copies = MMR_POOL + 10
+    rows = [row(i, "pump pressure limit") for i in range(copies)]
+    rows += [row(copies + i, f"pump pressure limit of the model {name} in the workshop manual")
+             for i, name in enumerate(("alpha", "beta"))]
+    retriever.index.chunks.add(rows)
+    retriever.index.rebuild_indices()
+    hits = retriever.search("pump pressure limit", k=3, mode="fts").hits
+    assert hits[0].text == "pump pressure limit" and hits[0].fts_rank == 1, hits
+    assert sorted(h.fts_rank for h in hits[1:]) == [copies + 1, copies + 2]               # past the pool of copies
+    assert {h.text for h in hits[1:]} == {r["text"] for r in rows[copies:]}
+
+
 def test_hop_terms_are_identifiers_the_query_lacks() -> None:
     from appliance.retrieval import hop_terms
 

@@ -21,9 +21,10 @@ GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RESULT_COLUMNS = ["vector", "chunk_id", "doc_id", "path", "file_name", "file_sha256", "page_start", "page_end", "section",
                   "element_types", "text", "content_sha256", "groups", "chunker", "chunker_params", "n_tokens",
                   "ordinal"]
-SEARCH_COLUMNS = ["vector", "chunk_id", "doc_id", "content_sha256"]  # what fusion, MMR and de-duplication read;
-HIT_COLUMNS = ["text", "path", "file_name", "page_start", "page_end", "section", "groups"]  # and what a hit shows:
-#   the searches return SEARCH_COLUMNS (and the row id), and `complete` reads HIT_COLUMNS for the hits that are kept
+SEARCH_COLUMNS = ["chunk_id", "doc_id", "content_sha256"]  # what fusion and de-duplication read;
+HIT_COLUMNS = ["vector", "text", "path", "file_name", "page_start", "page_end", "section", "groups"]  # and what
+#   MMR and a hit read: the searches return SEARCH_COLUMNS (and the row id), and `complete` reads HIT_COLUMNS for
+#   the fused candidates that can still be kept
 ANN_MIN_ROWS = 20_000  # below this a flat scan is exact and fast enough; above, an IVF-HNSW index is built
 
 
@@ -64,10 +65,12 @@ DOCUMENT_SCHEMA = pa.schema([
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Result rows as dicts, the vector as a numpy row (converting 384 floats to a Python list costs more than the
+    """Result rows as dicts, a vector as a numpy row (converting 384 floats to a Python list costs more than the
     search itself)."""
     if table.num_rows == 0:
         return []
+    if "vector" not in table.column_names:
+        return table.to_pylist()
     vectors = table.column("vector").combine_chunks()
     matrix = vectors.flatten().to_numpy().reshape(table.num_rows, vectors.type.list_size)
     rows = table.drop_columns(["vector"]).to_pylist()
@@ -168,8 +171,8 @@ class ChunkIndex:
 
     def complete(self, rows: list[dict[str, Any]]) -> None:
         """Give search rows (SEARCH_COLUMNS) the HIT_COLUMNS, read in one take by row id (a search at 100k chunks
-        spends more time reading text for its 50 candidates than finding them); by chunk id where the table
-        changed between the search and the take. A row whose chunk was deleted meanwhile gets nothing."""
+        spends more time reading text and vectors for its 100 candidates than finding them); by chunk id where the
+        table changed between the search and the take. A row whose chunk was deleted meanwhile gets nothing."""
         todo = [r for r in rows if "text" not in r]
         if not todo:
             return
@@ -177,10 +180,10 @@ class ChunkIndex:
 
         async def run() -> list[dict[str, Any]]:
             table = self.chunks._table
-            got = (await table.take_row_ids([r["_rowid"] for r in todo]).select(cols).to_arrow()).to_pylist()
+            got = _rows(await table.take_row_ids([r["_rowid"] for r in todo]).select(cols).to_arrow())
             if {g["chunk_id"] for g in got} != {r["chunk_id"] for r in todo}:
                 ids = ", ".join("'" + r["chunk_id"].replace("'", "''") + "'" for r in todo)
-                got = (await table.query().where(f"chunk_id IN ({ids})").select(cols).to_arrow()).to_pylist()
+                got = _rows(await table.query().where(f"chunk_id IN ({ids})").select(cols).to_arrow())
             return got
         full = {g["chunk_id"]: g for g in _on_lance_loop(run()).result()}
         for r in todo:
