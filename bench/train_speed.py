@@ -1,15 +1,16 @@
 """Adaptation and serving speed, each figure beside a baseline measured in the same run:
 
-1. CPU LoRA training tokens/s: TRL's SFTTrainer (our recipe's settings) in bf16 autocast and fp32, with TRL's own CPU
-   LM head (every position scored) and the recipe's (the answer's positions only, training/cpu.py), against a plain
-   transformers + peft loop (AdamW, completion-only labels) on the same examples (baseline: the plain fp32 loop);
-2. generation tokens/s, llama.cpp (the GGUF) vs transformers generate (the dense copy), same prompts, greedy (target
-   >= 3x);
+1. CPU LoRA training tokens/s: TRL's SFTTrainer (our recipe's settings) in fp32 and, where the CPU has it natively,
+   bf16 autocast, with TRL's own CPU LM head (every position scored) and the recipe's (the answer's positions only,
+   training/cpu.py), against a plain transformers + peft loop (AdamW, completion-only labels) on the same examples
+   (baseline: the plain fp32 loop);
+2. generation, llama.cpp (the GGUF) vs transformers generate (the dense copy), same RAG prompts, greedy: prompt
+   processing and decoding tokens/s apart (the time to the first token is the prompt's; target >= 3x decoding);
 3. with --adapter NAME (exported with --merge): base + GGUF LoRA vs the merged quantized file;
 4. the server: chat completions over HTTP vs calling the generator directly (target >= 0.95x).
 
     .venv/bin/python bench/train_speed.py --workspace WS --dataset ID [--model smollm2-135m-instruct] [--steps 6]
-        [--adapter NAME]
+        [--adapter NAME] [--no-training]
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import appliance  # noqa: F401
 from appliance.llm import load_generator
 from appliance.llm.base import SamplingParams
+from appliance.training.common import native_bf16
 from appliance.training.cpu import score_answer_tokens_only
 from appliance.training.data import load_train_data
 from appliance.training.dense import dense_base
@@ -76,34 +78,55 @@ def plain_rate(base: Path, rows: list[dict], steps: int, bf16: bool) -> float:
     return tokens / (time.perf_counter() - t0)
 
 
-def hf_generate_rate(base: Path, prompts: list[list[int]], n: int) -> float:
+def _rates(timed: list[tuple[int, float, int, float]]) -> tuple[float, float]:
+    """(prompt tokens/s, decode tokens/s) from (prompt tokens, seconds to the first token, tokens made, seconds to
+    the last): the first token's time is prompt processing, the rest is decoding."""
+    prompt = sum(t[0] for t in timed) / sum(t[1] for t in timed)
+    decode = sum(t[2] - 1 for t in timed) / sum(t[3] - t[1] for t in timed)
+    return prompt, decode
+
+
+def hf_generate_rate(base: Path, prompts: list[list[int]], n: int) -> tuple[float, float]:
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32).eval()
-    made, t0 = 0, time.perf_counter()
+
+    def run(x, k: int) -> tuple[int, float]:  # noqa: ANN001
+        t0 = time.perf_counter()
+        out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=k, min_new_tokens=k,
+                             do_sample=False)
+        return out.shape[1] - x.shape[1], time.perf_counter() - t0
+
+    timed = []
     with torch.no_grad():
         for ids in prompts:
             x = torch.tensor([ids])
-            out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, min_new_tokens=n,
-                                 do_sample=False)
-            made += out.shape[1] - len(ids)
-    return made / (time.perf_counter() - t0)
+            _, first = run(x, 1)
+            made, last = run(x, n)
+            timed.append((len(ids), first, made, last))
+    return _rates(timed)
 
 
-def llama_rate(gen, prompts: list[str], n: int) -> float:  # noqa: ANN001
-    params = SamplingParams(0.0, 1.0, n, 0)
-    made, seconds = 0, 0.0
+def llama_rate(gen, prompts: list[str], n: int) -> tuple[float, float]:  # noqa: ANN001
+    """From llama.cpp's own counters (a greedy answer may end before n tokens, so two timed runs would not do)."""
+    import llama_cpp
+
+    ctx = gen.llm._ctx.ctx
+    p_tokens = p_ms = d_tokens = d_ms = 0.0
     for p in prompts:
-        gen.llm.reset()
-        g = gen.generate(p, params)
-        made += g.completion_tokens
-        seconds += g.latency_ms / 1000
-    return made / seconds
+        gen.llm.reset()                                 # no prefix cache: the whole prompt is processed
+        llama_cpp.llama_perf_context_reset(ctx)
+        gen.generate(p, SamplingParams(0.0, 1.0, n, 0))
+        perf = llama_cpp.llama_perf_context(ctx)
+        p_tokens, p_ms = p_tokens + perf.n_p_eval, p_ms + perf.t_p_eval_ms
+        d_tokens, d_ms = d_tokens + perf.n_eval, d_ms + perf.t_eval_ms
+    return p_tokens / p_ms * 1000, d_tokens / d_ms * 1000
 
 
-def server_ratio(ws, gen, prompts: list[list[dict]], n: int) -> tuple[float, float]:  # noqa: ANN001
-    """Seconds per request direct and over HTTP (same generator, same prompts, greedy)."""
+def server_ratio(ws, gen, prompts: list[list[dict]], n: int) -> tuple[tuple[float, int, int], ...]:  # noqa: ANN001
+    """(seconds, prompt tokens, completion tokens) summed over the prompts, direct and over HTTP (same generator,
+    same prompts, greedy)."""
     import httpx
     import uvicorn
 
@@ -111,29 +134,31 @@ def server_ratio(ws, gen, prompts: list[list[dict]], n: int) -> tuple[float, flo
     from appliance.serve.server import service
 
     params = SamplingParams(0.0, 1.0, n, 0)
-    direct = []
+    direct = [0.0, 0, 0]
     for m in prompts:
         gen.llm.reset()
         t0 = time.perf_counter()
-        gen.generate(gen.render_messages(m)[0], params, gen.render_messages(m)[1])
-        direct.append(time.perf_counter() - t0)
+        g = gen.generate(gen.render_messages(m)[0], params, gen.render_messages(m)[1])
+        direct = [direct[0] + time.perf_counter() - t0, direct[1] + g.prompt_tokens, direct[2] + g.completion_tokens]
     with ws.run("bench-serve", "bench/train_speed.py") as run:
         svc = service(ws, run, generator=gen)
         srv = uvicorn.Server(uvicorn.Config(create_app(svc), host="127.0.0.1", port=8765, log_level="warning"))
         threading.Thread(target=srv.run, daemon=True).start()
         while not srv.started:
             time.sleep(0.05)
-        served = []
+        served = [0.0, 0, 0]
         with httpx.Client(timeout=600) as c:
             for m in prompts:
                 gen.llm.reset()
                 t0 = time.perf_counter()
-                c.post("http://127.0.0.1:8765/v1/chat/completions",
-                       json={"model": gen.identity.model, "messages": m, "max_tokens": n, "temperature": 0}
-                       ).raise_for_status()
-                served.append(time.perf_counter() - t0)
+                r = c.post("http://127.0.0.1:8765/v1/chat/completions",
+                           json={"model": gen.identity.model, "messages": m, "max_tokens": n, "temperature": 0})
+                r.raise_for_status()
+                usage = r.json()["usage"]
+                served = [served[0] + time.perf_counter() - t0, served[1] + usage["prompt_tokens"],
+                          served[2] + usage["completion_tokens"]]
         srv.should_exit = True
-    return statistics.mean(direct), statistics.mean(served)
+    return tuple(direct), tuple(served)
 
 
 def main() -> None:
@@ -143,6 +168,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--steps", type=int, default=6, help="training examples per measurement")
     ap.add_argument("--adapter", help="an adapter exported with --merge: adapter vs merged serving speed")
+    ap.add_argument("--no-training", action="store_true", help="generation and serving figures only")
     args = ap.parse_args()
     ws = open_workspace(args.workspace)
     entry, gguf = ws.models.verified_path(args.model)
@@ -151,38 +177,48 @@ def main() -> None:
             for r in load_train_data(ws, args.dataset, chat=True).train]
     out = Path(ws.root / "cache" / "bench-train")
     print(f"model {entry.name}, {args.steps} examples per measurement")
-    base_rate = plain_rate(base, rows, args.steps, bf16=False)
-    print(f"{'training':<34} {'tokens/s':>9} {'x plain fp32 loop':>18}")
-    print(f"{'plain transformers+peft loop fp32':<34} {base_rate:>9.1f} {1.0:>18.2f}")
-    rates = [("plain loop bf16 autocast", plain_rate(base, rows, args.steps, bf16=True)),
-             ("TRL fp32, TRL's CPU LM head", trl_rate(base, rows, args.steps, False, out)),
-             ("TRL bf16, TRL's CPU LM head", trl_rate(base, rows, args.steps, True, out))]
-    score_answer_tokens_only()   # from here on as the recipe trains (it cannot be undone in this process)
-    rates += [("TRL fp32, answer positions only", trl_rate(base, rows, args.steps, False, out)),
-              ("TRL bf16, answer positions (recipe)", trl_rate(base, rows, args.steps, True, out))]
-    for label, rate in rates:
-        print(f"{label:<34} {rate:>9.1f} {rate / base_rate:>18.2f}")
+    if not args.no_training:
+        base_rate = plain_rate(base, rows, args.steps, bf16=False)
+        print(f"{'training':<40} {'tokens/s':>9} {'x plain fp32 loop':>18}")
+        print(f"{'plain transformers+peft loop fp32':<40} {base_rate:>9.1f} {1.0:>18.2f}")
+        # bf16 autocast only where the CPU has it natively (where the recipe uses it): emulated, it takes many times
+        # longer than fp32 and measures nothing a user runs
+        bf16 = native_bf16()
+        rates = [("plain loop bf16 autocast", plain_rate(base, rows, args.steps, bf16=True))] if bf16 else []
+        rates += [("TRL fp32, TRL's CPU LM head", trl_rate(base, rows, args.steps, False, out))]
+        rates += [("TRL bf16, TRL's CPU LM head", trl_rate(base, rows, args.steps, True, out))] if bf16 else []
+        score_answer_tokens_only()   # from here on as the recipe trains (it cannot be undone in this process)
+        rates += [(f"TRL fp32, answer positions only{'' if bf16 else ' (recipe)'}",
+                   trl_rate(base, rows, args.steps, False, out))]
+        rates += [("TRL bf16, answer positions (recipe)", trl_rate(base, rows, args.steps, True, out))] if bf16 else []
+        if not bf16:
+            print("(no bf16 rows: this CPU has no native bf16, so the recipe trains in fp32 here)")
+        for label, rate in rates:
+            print(f"{label:<40} {rate:>9.1f} {rate / base_rate:>18.2f}")
 
     gen = load_generator(ws, entry.name)
     prompts = [gen.render_messages(r["prompt"])[0] for r in rows[:4]]
     n = 32
     hf = hf_generate_rate(base, [gen.tokens(p) for p in prompts], n)
     ll = llama_rate(gen, prompts, n)
-    print(f"\ngeneration ({n} tokens, greedy)   tokens/s  x transformers")
-    print(f"{'transformers generate (fp32)':<34} {hf:>9.1f} {1.0:>14.2f}")
-    print(f"{'llama.cpp (GGUF)':<34} {ll:>9.1f} {ll / hf:>14.2f}   (target >= 3x)")
+    print(f"\ngeneration ({len(prompts)} RAG prompts, {n} tokens, greedy)")
+    print(f"{'':<40} {'prompt tok/s':>12} {'decode tok/s':>12} {'decode x transformers':>22}")
+    print(f"{'transformers generate (fp32)':<40} {hf[0]:>12.1f} {hf[1]:>12.1f} {1.0:>22.2f}")
+    print(f"{'llama.cpp (GGUF)':<40} {ll[0]:>12.1f} {ll[1]:>12.1f} {ll[1] / hf[1]:>22.2f}   (target >= 3x)")
     if args.adapter:
         from appliance.export.job import merged_name
 
         lora = load_generator(ws, adapter=args.adapter)
-        merged = load_generator(ws, next(m.name for m in ws.models.registered()
-                                        if m.name.startswith(merged_name(args.adapter, ""))))
+        merged_model = next(m.name for m in ws.models.registered() if m.name.startswith(merged_name(args.adapter, "")))
+        merged = load_generator(ws, merged_model)
         a, m = llama_rate(lora, prompts, n), llama_rate(merged, prompts, n)
-        print(f"{'base + GGUF LoRA':<34} {a:>9.1f} {a / ll:>14.2f}   (x base alone)")
-        print(f"{'merged + quantized':<34} {m:>9.1f} {m / ll:>14.2f}")
+        print(f"{'base + GGUF LoRA':<40} {a[0]:>12.1f} {a[1]:>12.1f} {a[1] / hf[1]:>22.2f}")
+        print(f"{'merged: ' + merged_model:<40} {m[0]:>12.1f} {m[1]:>12.1f} {m[1] / hf[1]:>22.2f}")
     direct, served = server_ratio(ws, gen, [r["prompt"] for r in rows[:4]], n)
-    print(f"\nserver: {served:.2f} s per request over HTTP vs {direct:.2f} s direct: {direct / served:.3f}x "
-          f"(target >= 0.95x)")
+    print(f"\nserver ({len(rows[:4])} chat requests)   seconds  prompt tok  answer tok  answer tok/s")
+    for label, (sec, p_tok, c_tok) in (("direct (the generator)", direct), ("over HTTP (appliance serve)", served)):
+        print(f"{label:<28} {sec:>8.2f} {p_tok:>11} {c_tok:>11} {c_tok / sec:>13.2f}")
+    print(f"HTTP / direct: {served[2] / served[0] / (direct[2] / direct[0]):.3f}x answer tokens/s (target >= 0.95x)")
 
 
 if __name__ == "__main__":
