@@ -16,8 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import appliance  # noqa: F401  (offline settings)
 from appliance.evaluation.golden import load_questions
 from appliance.evaluation.retrieval import evidence_rank
@@ -58,9 +56,7 @@ def main() -> None:
                                                                                      passage=hit.text)}])
             gen.llm.reset()
             gen.llm.eval(gen.tokens(prompt))
-            # the next token's logits after the whole prompt, read from the context: Llama.scores holds rows only
-            # when the model was loaded with logits_all (the generator is not; they read 0.0 for every token)
-            logits = np.ctypeslib.as_array(gen.llm._ctx.get_logits(), shape=(gen.llm.n_vocab(),))
+            logits = gen.next_logits()                             # the next token's, after the whole prompt
             yes, no = float(logits[yes_id]), float(logits[no_id])
             scored.append((1 / (1 + math.exp(no - yes)), hit))
         spent += time.perf_counter() - t0

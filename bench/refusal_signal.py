@@ -51,7 +51,7 @@ def refusal_logprob(gen, tokens: list[int], refusal: list[int]) -> float:
     llm.eval(tokens)
     total = 0.0
     for t in refusal:
-        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+        logits = gen.next_logits()
         total += float(log_softmax(logits)[t])
         llm.eval([t])
     return total

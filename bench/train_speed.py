@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import threading
 import time
 from pathlib import Path
@@ -78,15 +77,8 @@ def plain_rate(base: Path, rows: list[dict], steps: int, bf16: bool) -> float:
     return tokens / (time.perf_counter() - t0)
 
 
-def _rates(timed: list[tuple[int, float, int, float]]) -> tuple[float, float]:
-    """(prompt tokens/s, decode tokens/s) from (prompt tokens, seconds to the first token, tokens made, seconds to
-    the last): the first token's time is prompt processing, the rest is decoding."""
-    prompt = sum(t[0] for t in timed) / sum(t[1] for t in timed)
-    decode = sum(t[2] - 1 for t in timed) / sum(t[3] - t[1] for t in timed)
-    return prompt, decode
-
-
 def hf_generate_rate(base: Path, prompts: list[list[int]], n: int) -> tuple[float, float]:
+    """(prompt tokens/s, decode tokens/s) of transformers generate: each prompt run for 1 token, then for n."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -98,14 +90,14 @@ def hf_generate_rate(base: Path, prompts: list[list[int]], n: int) -> tuple[floa
                              do_sample=False)
         return out.shape[1] - x.shape[1], time.perf_counter() - t0
 
-    timed = []
+    p_tokens = p_s = d_tokens = d_s = 0.0
     with torch.no_grad():
         for ids in prompts:
             x = torch.tensor([ids])
-            _, first = run(x, 1)
+            _, first = run(x, 1)            # the first token's time is the prompt's
             made, last = run(x, n)
-            timed.append((len(ids), first, made, last))
-    return _rates(timed)
+            p_tokens, p_s, d_tokens, d_s = p_tokens + len(ids), p_s + first, d_tokens + made - 1, d_s + last - first
+    return p_tokens / p_s, d_tokens / d_s
 
 
 def llama_rate(gen, prompts: list[str], n: int) -> tuple[float, float]:  # noqa: ANN001
@@ -136,9 +128,10 @@ def server_ratio(ws, gen, prompts: list[list[dict]], n: int) -> tuple[tuple[floa
     params = SamplingParams(0.0, 1.0, n, 0)
     direct = [0.0, 0, 0]
     for m in prompts:
+        prompt, stop = gen.render_messages(m)
         gen.llm.reset()
         t0 = time.perf_counter()
-        g = gen.generate(gen.render_messages(m)[0], params, gen.render_messages(m)[1])
+        g = gen.generate(prompt, params, stop)
         direct = [direct[0] + time.perf_counter() - t0, direct[1] + g.prompt_tokens, direct[2] + g.completion_tokens]
     with ws.run("bench-serve", "bench/train_speed.py") as run:
         svc = service(ws, run, generator=gen)

@@ -106,6 +106,13 @@ class LlamaCppGenerator:
         add_special = not (self._bos and prompt.startswith(self._bos))
         return self.llm.tokenize(prompt.encode(), add_bos=add_special, special=True)
 
+    def next_logits(self):  # noqa: ANN201 - a numpy array, numpy imported lazily as elsewhere here
+        """The next token's logits after what the context has evaluated (Llama.eval). Read from the context:
+        Llama.scores holds rows only for a model loaded with logits_all, which this one is not (they read 0.0)."""
+        import numpy as np
+
+        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+
     def stream(self, prompt: str, params: SamplingParams, stop: tuple[str, ...] = ()) -> Iterator[str | Generation]:
         """Generate from an already-rendered prompt piece by piece: yields the text as it comes, then the whole
         Generation (what generate() would have returned)."""
