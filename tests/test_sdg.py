@@ -14,7 +14,7 @@ from appliance.errors import Cancelled, UsageError
 from appliance.llm.fake import FakeGenerator
 from appliance.models import REPO_ROOT
 from appliance.progress import Progress
-from appliance.sdg.anchors import _predicate, anchors_of, prose_sentences, question_opening, spread
+from appliance.sdg.anchors import _predicate, anchors_of, prose_sentences, question_opening, spread, table_hint
 from appliance.sdg.examples import contains_answer
 from appliance.sdg.filters import check_format, check_framing, check_grounding, findable_outcome, round_trip_outcome
 from appliance.workspace import open_workspace
@@ -147,6 +147,50 @@ def test_a_fact_asked_with_its_section_heading_fails_framing() -> None:
     assert not check_framing(asked, "The tapes are kept for 90 days", "fact", section).passed
     assert check_framing(asked, "restore-tool", "table", section).passed
     assert check_framing("How long are the tapes kept?", "The tapes are kept for 90 days", "fact", section).passed
+
+
+@pytest.mark.parametrize("question,key,passed", [
+    ("What is the type code of an array in Python?", "'h'", False),      # every row of the column has a Python type
+    ("What is the Python type of the array type code 'h'?", "'h'", True),
+    ("What is the population standard deviation of data?", "variance()", False),
+    ("What does variance() compute?", "variance()", True),
+    ("What is the meaning of '%j' in a format string?", "%j", True),
+    ("What does a format string's %j directive mean?", "%H", False),
+    ("How long are full backups of databases retained?", "Full backup", True),   # a form of the key's word
+])
+def test_a_table_cells_question_must_name_its_row(question: str, key: str, passed: bool) -> None:
+    assert check_framing(question, "int", "table", "Tables", table_hint("Python Type", key)).passed is passed
+
+
+@pytest.mark.parametrize("question,passed", [
+    ("What is the purpose of the Format Characters > Format Strings section?", False),
+    ("What are the parts of PYTHONIOENCODING in the command line and environment > 1.2?", False),
+    ("What does 3 > 2 evaluate to in Python?", True),
+    ("Which operator tests whether a > b holds?", True),
+])
+def test_a_question_that_quotes_a_heading_path_fails_framing(question: str, passed: bool) -> None:
+    assert check_framing(question, "True").passed is passed
+
+
+def test_a_free_pair_cut_off_at_its_token_limit_is_a_failed_attempt() -> None:
+    """The writer closed a reply cut at max_tokens as JSON, which kept an answer ending mid-sentence ("... The PSF's
+    home page is at https://www.python.org/psf/. Donations")."""
+    from dataclasses import replace
+
+    from appliance.config import Config
+    from appliance.sdg.generate import Writer
+
+    class Cut(FakeGenerator):
+        def generate(self, prompt, params, stop=(), json_schema=None):  # noqa: ANN001, ANN201
+            g = super().generate(prompt, params, stop, json_schema)
+            return replace(g, finish_reason="length") if len(self.calls) == 1 else g
+
+    gen = Cut(['What is the PSF?", "answer": "The PSF holds the copyright. Donations',
+               'What is the PSF?", "answer": "The PSF holds the copyright on Python.'])
+    chunk = {"chunk_id": "c1", "doc_id": "d", "file_name": "faq.html", "section": "FAQ", "title": "FAQ",
+             "text": "The PSF holds the copyright on Python."}
+    pair = Writer(gen, Config()).write_free(chunk, "train")
+    assert not isinstance(pair, str) and pair.answer == "The PSF holds the copyright on Python." and pair.attempts == 2
 
 
 def test_a_question_that_restates_most_of_its_answer_fails_format() -> None:

@@ -256,6 +256,17 @@ def chunk_key(chunk: dict[str, Any]) -> str:
     return f"{chunk.get('file_name', '')}\n{chunk['text']}"
 
 
+def table_hint(column: str, key: str) -> str:
+    """What a table cell's question writer is told: the cell's column and its row's key."""
+    return f"the '{column}' of '{key}'"
+
+
+def table_key(hint: str) -> str:
+    """The row key of a table cell's hint ("" for any other hint)."""
+    m = re.fullmatch(r"the '.*' of '(.*)'", hint, re.S)
+    return m.group(1) if m else ""
+
+
 def anchors_of(chunk: dict[str, Any], kinds: list[str], per_chunk: int, seed: int,
                tables: list[tuple[tuple[str, ...], ...]] = ()) -> list[Anchor]:
     """Up to `per_chunk` anchors of the chunk, each from its own sentence / row / step: one of each kind the chunk
@@ -268,7 +279,7 @@ def anchors_of(chunk: dict[str, Any], kinds: list[str], per_chunk: int, seed: in
     if "table" in kinds:
         for key, column, cell, row, header in _table_cells(text, list(tables)):
             excerpt = "\n".join(f"{h}: {v}" for h, v in zip(header, row))
-            options["table"].append(Anchor("table", cell, " ".join(row), f"the '{column}' of '{key}'", cid, excerpt))
+            options["table"].append(Anchor("table", cell, " ".join(row), table_hint(column, key), cid, excerpt))
     if "procedure" in kinds:
         types = chunk.get("element_types")
         for n, step, before in _steps(text, types is not None and "ListItem" in list(types)):

@@ -27,7 +27,7 @@ import numpy as np
 from appliance.config import SDGConfig
 from appliance.evaluation.golden import Question
 from appliance.evaluation.judge import deterministic, is_refusal
-from appliance.sdg.anchors import main_verb, opens_as_a_description, opens_with_its_subject, parser
+from appliance.sdg.anchors import main_verb, opens_as_a_description, opens_with_its_subject, parser, table_key
 from appliance.text import normalise, norm_answer, numbers, sentences, stems
 
 if TYPE_CHECKING:
@@ -86,24 +86,48 @@ def check_format(question: str, answer: str, cfg: SDGConfig) -> Outcome:
 _asks_what_it_is = re.compile(r"what (is|are|was|were) (?!the (purpose|role|function|use|effect|result|reason|"
                               r"difference|advantage|benefit)s? )", re.I).match
 _COPULA = {"is", "are", "was", "were", "be"}
+MISFRAMED = "asks what something is; the answer says what it"   # the failure a rewrite's opening words mend
 
 
-def check_framing(question: str, answer: str, kind: str = "fact", section: str = "") -> Outcome:
+def check_framing(question: str, answer: str, kind: str = "fact", section: str = "", hint: str = "") -> Outcome:
     """Does the question ask for what its answer says? Not where a "What is X?" question gets a whole sentence that
     says what X does or what is done with it, or a fact's predicate that says how X is ("What is the mean?" /
-    "strongly affected by outliers"); and not where a fact's question is its section's heading, of which the answer
-    is one sentence ("How do I obtain a copy of the source?" / "The source will compile on most UNIX platforms")."""
+    "strongly affected by outliers"); not where a fact's question is its section's heading, of which the answer
+    is one sentence ("How do I obtain a copy of the source?" / "The source will compile on most UNIX platforms");
+    not where it quotes a heading path ("... in the Format Characters > Format Strings section?"); and not where a
+    table cell's question does not name the cell's row ("What is the type code of an array?" / "int", the 'Python
+    Type' of row 'h': every row of that column has an answer)."""
     if kind == "fact" and norm_answer(question) in {norm_answer(h) for h in section.split(">")}:
         return Outcome("framing", False, 0.0, None, "the question is its section's heading, not a question of its "
                                                     "answer")
+    if _QUOTES_A_PATH(question):
+        return Outcome("framing", False, 0.0, None, "quotes a heading path ('A > B'): not how a user asks")
+    key = table_key(hint) if kind == "table" else ""
+    if key and not _names(question, key):
+        return Outcome("framing", False, 0.0, None, f"does not name the row ({key!r}) its cell is in")
     if _asks_what_it_is(question):
         if opens_with_its_subject(answer):
             verb = main_verb(answer)
             if verb not in _COPULA:
-                return Outcome("framing", False, 0.0, None, f"asks what something is; the answer says what it {verb}")
+                return Outcome("framing", False, 0.0, None, f"{MISFRAMED} {verb}")
         elif kind == "fact" and opens_as_a_description(answer):
             return Outcome("framing", False, 0.0, None, "asks what something is; the answer says how it is")
     return Outcome("framing", True, 1.0, None, "ok")
+
+
+# a heading path as the writer is shown it: "Title > Section", "1. Command line > 1.2. Environment variables"
+_QUOTES_A_PATH = re.compile(r"\w\s+>\s+(?:[A-Z]|\d+(?:\.\d+)+)").search
+_MINOR = {"the", "a", "an", "of", "and", "or", "to", "in", "for", "on"}
+
+
+def _names(question: str, key: str) -> bool:
+    """Whether the question names a table row's key: at least half of the key's words (or its one word: 'h',
+    '%j', 'variance()'), each as a word of the question or, above three letters, as a form of one."""
+    words = [w for w in re.findall(r"%?\w+", key.lower()) if w not in _MINOR] or re.findall(r"%?\w+", key.lower())
+    asked = set(re.findall(r"%?\w+", question.lower()))
+    found = [w for w in words if w in asked or len(w) > 3 and any(a.startswith(w) or w.startswith(a)
+                                                                  for a in asked if len(a) > 3)]
+    return not words or len(found) >= len(words) / 2
 
 
 def _demonstrative(question: str) -> bool:

@@ -30,17 +30,19 @@ from appliance.config import Config
 from appliance.errors import UsageError
 from appliance.evaluation.goldcheck import judge_gold
 from appliance.evaluation.golden import Question, load_questions
-from appliance.llm import Generator, SamplingParams, load_generator
+from appliance.llm import Generation, Generator, SamplingParams, load_generator
 from appliance.llm.prompts import PAIR_WRITER, QUESTION_EXAMPLES, QUESTION_WRITER
 from appliance.progress import Progress
 from appliance.resume import find_resumable, process_event
 from appliance.sdg.anchors import Anchor, anchors_of, chunk_key, question_opening, spread
-from appliance.sdg.filters import (FILTERS, Contamination, Duplicates, Outcome, check_format, check_framing,
-                                   check_grounding, check_support, findable_outcome, round_trip_outcome)
+from appliance.sdg.filters import (FILTERS, MISFRAMED, Contamination, Duplicates, Outcome, check_format,
+                                   check_framing, check_grounding, check_support, findable_outcome,
+                                   round_trip_outcome)
 from appliance.workspace import Workspace
 
 STAGE = "sdg generate"
 RESUME_SECTIONS = ("models", "llm", "retrieval", "eval", "sdg")
+FREE_MAX_TOKENS = 200  # a free-form pair's question and an answer of up to sdg.max_answer_words (60: ~80 tokens)
 SPLITS = ("train", "validation", "probe")
 # filters whose failure is the question's, not the answer's: the anchor is worth another question (sdg.rewrites)
 REWRITTEN = ("framing", "findable", "round_trip")
@@ -179,10 +181,10 @@ class Writer:
         self.gen = gen
         self.cfg = cfg
 
-    def _ask(self, prompt: str, stop: tuple[str, ...], attempt: int) -> str:
-        params = SamplingParams(temperature=0.0 if attempt == 0 else 0.7, top_p=0.95, max_tokens=80,
+    def _ask(self, prompt: str, stop: tuple[str, ...], attempt: int, max_tokens: int = 80) -> Generation:
+        params = SamplingParams(temperature=0.0 if attempt == 0 else 0.7, top_p=0.95, max_tokens=max_tokens,
                                 seed=self.cfg.sdg.seed + attempt)
-        return self.gen.generate(prompt, params, stop).text
+        return self.gen.generate(prompt, params, stop)
 
     def write(self, anchor: Anchor, chunk: dict[str, Any], split: str, rewrite: int = 0,
               opening: str = "") -> Candidate | str:
@@ -200,7 +202,7 @@ class Writer:
         last = ""
         tries = self.cfg.sdg.attempts
         for attempt in range(rewrite * tries, (rewrite + 1) * tries):
-            last = self._ask(prompt + prefill, ('"', "\n"), attempt)
+            last = self._ask(prompt + prefill, ('"', "\n"), attempt).text
             question = " ".join(f"{opening} {last}".split())  # the model may go on without a space
             if question.endswith("?") and len(question.split()) >= 3:
                 return _candidate(anchor.kind, question, anchor.answer, anchor.evidence, anchor.hint, anchor.excerpt,
@@ -208,12 +210,16 @@ class Writer:
         return f"no question after {self.cfg.sdg.attempts} attempts (last reply {last[:80]!r})"
 
     def write_free(self, chunk: dict[str, Any], split: str) -> Candidate | str:
-        """A pair the model writes whole: question and answer (its support is checked by the filters)."""
+        """A pair the model writes whole: question and answer (its support is checked by the filters); a reply cut
+        off at its token limit is a failed attempt, not an answer ending mid-sentence."""
         prompt, _ = self.gen.render(PAIR_WRITER, where=_where(chunk), passage=chunk["text"])
         prefill = '{"question": "'
         last = ""
         for attempt in range(self.cfg.sdg.attempts):
-            last = self._ask(prompt + prefill, ('"}', "\n\n"), attempt)
+            reply = self._ask(prompt + prefill, ('"}', "\n\n"), attempt, FREE_MAX_TOKENS)
+            last = reply.text
+            if reply.finish_reason == "length":
+                continue
             try:
                 obj = json.loads(prefill + last + '"}')
                 question, answer = " ".join(str(obj["question"]).split()), " ".join(str(obj["answer"]).split())
@@ -256,7 +262,7 @@ class Filters:
                 support = self._judged_support(c, chunk)
         steps = [lambda: self.contamination.check(c.question, vector),
                  lambda: check_format(c.question, c.answer, s),
-                 lambda: check_framing(c.question, c.answer, c.kind, chunk["section"]),
+                 lambda: check_framing(c.question, c.answer, c.kind, chunk["section"], c.hint),
                  lambda: check_grounding(c.question, c.evidence or chunk["text"], _where(chunk) + " " + c.hint, s),
                  lambda: support,
                  lambda: self.duplicates.check(c.pair_id, c.question),
@@ -466,7 +472,7 @@ def _filter_and_record(run: Any, writer: Writer, filters: Filters,
                     or c.kind == "free"):  # a free-form pair's answer is the model's own: not an anchor to keep
                 kept[n] += outcomes[-1].filter == FILTERS[-1] and outcomes[-1].passed
             else:
-                failed.append((n, c, question_opening(c.evidence) if outcomes[-1].filter == "framing" else ""))
+                failed.append((n, c, question_opening(c.evidence) if outcomes[-1].detail.startswith(MISFRAMED) else ""))
         pending = []
         for n, c, opening in failed:
             chunk = batch[n][0]
