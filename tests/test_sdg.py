@@ -120,6 +120,11 @@ def test_spread_reaches_every_document_before_the_second_chunk_of_any() -> None:
     ("What does this module provide for full backups?", "a scheduler", False),  # a demonstrative
     ("What are the most common types used for that purpose?", "int and str", False),
     ("What is the name of the module that schedules full backups?", "backupd", True),  # a relative "that"
+    ("What is the purpose of the file in the same namespace as the shell?", "to run startup code", False),  # unnamed
+    ("What does the reference point of the returned value refer to?", "nothing defined", False),
+    ("How can the module's functions be used for backups?", "to pack records", False),
+    ("What does the function 'backup.run()' return?", "a report", True),       # named
+    ("What is the return value of backup.run()?", "a report", True),
 ])
 def test_format_filter(question: str, answer: str, passed: bool) -> None:
     from appliance.config import SDGConfig
@@ -135,6 +140,10 @@ def test_format_filter(question: str, answer: str, passed: bool) -> None:
     ("What is the retention of full backups?", "90 days", True),  # not a sentence: nothing to misframe
     ("What is the nightly backup?", "strongly affected by the tape speed", False),  # a predicate: how it is
     ("What is the nightly backup?", "a full copy of every disk", True),             # a predicate: what it is
+    ("What is the name of the web installer?", "a small initial download", False),  # a name asked, not given
+    ("What is the name of the backup daemon?", "backupd", True),
+    ("What is the acronym UTC?", "not a mistake but a compromise", False),           # the "not" dropped
+    ("Why is the acronym UTC not a mistake?", "not a mistake but a compromise", True),
 ])
 def test_framing_filter(question: str, answer: str, passed: bool) -> None:
     assert check_framing(question, answer).passed is passed
