@@ -171,6 +171,12 @@ def test_a_table_cells_question_must_name_its_row(question: str, key: str, passe
     assert check_framing(question, "int", "table", "Tables", table_hint("Python Type", key)).passed is passed
 
 
+def test_a_row_keyed_by_its_index_is_named_by_its_other_cells() -> None:
+    hint, row = table_hint("Values", "2"), "2 tm_mday range [1, 31]"
+    assert check_framing("What is the range of the tm_mday attribute?", "range [1, 31]", "table", "", hint, row).passed
+    assert not check_framing("What is the range of the attribute?", "range [1, 31]", "table", "", hint, row).passed
+
+
 @pytest.mark.parametrize("question,passed", [
     ("What is the purpose of the Format Characters > Format Strings section?", False),
     ("What are the parts of PYTHONIOENCODING in the command line and environment > 1.2?", False),

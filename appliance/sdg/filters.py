@@ -101,7 +101,8 @@ _COPULA = {"is", "are", "was", "were", "be"}
 MISFRAMED = "asks what something is; the answer says what it"   # the failure a rewrite's opening words mend
 
 
-def check_framing(question: str, answer: str, kind: str = "fact", section: str = "", hint: str = "") -> Outcome:
+def check_framing(question: str, answer: str, kind: str = "fact", section: str = "", hint: str = "",
+                  evidence: str = "") -> Outcome:
     """Does the question ask for what its answer says? Not where a "What is X?" question gets a whole sentence that
     says what X does or what is done with it, or a fact's predicate that says how X is ("What is the mean?" /
     "strongly affected by outliers"); not where a fact's question is its section's heading, of which the answer
@@ -121,7 +122,7 @@ def check_framing(question: str, answer: str, kind: str = "fact", section: str =
         return Outcome("framing", False, 0.0, None, "the answer says what something is not; the question drops the "
                                                     "'not'")
     key = table_key(hint) if kind == "table" else ""
-    if key and not _names(question, key):
+    if key and not _names_row(question, key, evidence, answer):
         return Outcome("framing", False, 0.0, None, f"does not name the row ({key!r}) its cell is in")
     if _asks_what_it_is(question):
         if opens_with_its_subject(answer):
@@ -141,11 +142,18 @@ _QUOTES_A_PATH = re.compile(r"\w\s+>\s+(?:[A-Z]|\d+(?:\.\d+)+)").search
 _MINOR = {"the", "a", "an", "of", "and", "or", "to", "in", "for", "on"}
 
 
-def _names(question: str, key: str) -> bool:
-    """Whether the question names a table row's key: at least half of the key's words (or its one word: 'h',
-    '%j', 'variance()'), each as a word of the question or, above three letters, as a form of one."""
-    words = [w for w in re.findall(r"%?\w+", key.lower()) if w not in _MINOR] or re.findall(r"%?\w+", key.lower())
-    asked = set(re.findall(r"%?\w+", question.lower()))
+def _words(text: str) -> list[str]:
+    return re.findall(r"%?\w+", text.lower())
+
+
+def _names_row(question: str, key: str, row: str, answer: str) -> bool:
+    """Whether the question names a table row: at least half of its key's words (or its one word: 'h', '%j',
+    'variance()'), each as a word of the question or, above three letters, as a form of one; where the key is a bare
+    number (an index column: "2 | tm_mday | range [1, 31]"), any word of the row's other cells."""
+    asked = set(_words(question))
+    if key.strip().isdigit():
+        return bool(set(_words(row)) - set(_words(answer)) - {key.strip()} - _MINOR & asked)
+    words = [w for w in _words(key) if w not in _MINOR] or _words(key)
     found = [w for w in words if w in asked or len(w) > 3 and any(a.startswith(w) or w.startswith(a)
                                                                   for a in asked if len(a) > 3)]
     return not words or len(found) >= len(words) / 2

@@ -262,7 +262,7 @@ class Filters:
                 support = self._judged_support(c, chunk)
         steps = [lambda: self.contamination.check(c.question, vector),
                  lambda: check_format(c.question, c.answer, s),
-                 lambda: check_framing(c.question, c.answer, c.kind, chunk["section"], c.hint),
+                 lambda: check_framing(c.question, c.answer, c.kind, chunk["section"], c.hint, c.evidence),
                  lambda: check_grounding(c.question, c.evidence or chunk["text"], _where(chunk) + " " + c.hint, s),
                  lambda: support,
                  lambda: self.duplicates.check(c.pair_id, c.question),
