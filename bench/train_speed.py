@@ -117,9 +117,11 @@ def llama_rate(gen, prompts: list[str], n: int) -> tuple[float, float]:  # noqa:
     return p_tokens / p_ms * 1000, d_tokens / d_ms * 1000
 
 
-def server_ratio(ws, gen, prompts: list[list[dict]], n: int, rounds: int) -> list[tuple[float, float, float]]:  # noqa: ANN001
-    """(direct seconds, HTTP seconds, seconds the served generation itself took) per request: the same generator,
-    prompts and greedy settings, direct and over HTTP alternating which goes first, after one warm-up of each."""
+def server_ratio(ws, gen, prompts: list[list[dict]], n: int,  # noqa: ANN001
+                 rounds: int) -> list[tuple[float, float, float, int, int]]:
+    """(direct seconds, HTTP seconds, seconds the served generation itself took, answer tokens direct, over HTTP)
+    per request: the same generator, prompts and greedy settings, direct and over HTTP alternating which goes
+    first, after one warm-up of each (the token counts show that both ways timed the same answers)."""
     import httpx
     import uvicorn
 
@@ -136,20 +138,20 @@ def server_ratio(ws, gen, prompts: list[list[dict]], n: int, rounds: int) -> lis
         inner.append(time.perf_counter() - t0)
         return g
 
-    def direct(m: list[dict]) -> float:
+    def direct(m: list[dict]) -> tuple[float, int]:
         prompt, stop = gen.render_messages(m)
         gen.llm.reset()                                   # no prefix cache either way
         t0 = time.perf_counter()
-        generate(prompt, params, stop)
-        return time.perf_counter() - t0
+        g = generate(prompt, params, stop)
+        return time.perf_counter() - t0, g.completion_tokens
 
-    def served(c, m: list[dict]) -> float:  # noqa: ANN001
+    def served(c, m: list[dict]) -> tuple[float, int]:  # noqa: ANN001
         gen.llm.reset()
         t0 = time.perf_counter()
         r = c.post("http://127.0.0.1:8765/v1/chat/completions",
                    json={"model": gen.identity.model, "messages": m, "max_tokens": n, "temperature": 0})
         r.raise_for_status()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, r.json()["usage"]["completion_tokens"]
 
     rows = []
     with ws.run("bench-serve", "bench/train_speed.py") as run:
@@ -161,14 +163,14 @@ def server_ratio(ws, gen, prompts: list[list[dict]], n: int, rounds: int) -> lis
             time.sleep(0.05)
         with httpx.Client(timeout=600) as c:
             warm = direct(prompts[0]), served(c, prompts[0])
-            print(f"warm-up, not counted: direct {warm[0]:.2f} s, HTTP {warm[1]:.2f} s")
+            print(f"warm-up, not counted: direct {warm[0][0]:.2f} s, HTTP {warm[1][0]:.2f} s")
             for i in range(rounds * len(prompts)):
                 m = prompts[i % len(prompts)]
                 if (i + i // len(prompts)) % 2:
                     s, d = served(c, m), direct(m)
                 else:
                     d, s = direct(m), served(c, m)
-                rows.append((d, s, inner[-1]))
+                rows.append((d[0], s[0], inner[-1], d[1], s[1]))
         srv.should_exit = True
         del gen.generate
     return rows
@@ -229,10 +231,10 @@ def main() -> None:
         print(f"{'base + GGUF LoRA':<40} {a[0]:>12.1f} {a[1]:>12.1f} {a[1] / hf[1]:>22.2f}")
         print(f"{'merged: ' + merged_model:<40} {m[0]:>12.1f} {m[1]:>12.1f} {m[1] / hf[1]:>22.2f}")
     pairs = server_ratio(ws, gen, [r["prompt"] for r in rows[:4]], n, args.server_rounds)
-    d, s, g = (sum(x[j] for x in pairs) for j in range(3))
+    d, s, g, d_tok, s_tok = (sum(x[j] for x in pairs) for j in range(5))
     print(f"\nserver ({len(pairs)} chat requests each way, {n} tokens, greedy, alternating which goes first)")
-    print(f"{'direct (the generator)':<40} {d:>8.2f} s")
-    print(f"{'over HTTP (appliance serve)':<40} {s:>8.2f} s   of which generation {g:.2f} s, "
+    print(f"{'direct (the generator)':<40} {d:>8.2f} s, {d_tok} answer tokens")
+    print(f"{'over HTTP (appliance serve)':<40} {s:>8.2f} s, {s_tok} answer tokens; of which generation {g:.2f} s, "
           f"the rest {(s - g) / len(pairs) * 1000:.0f} ms per request")
     ratios = sorted(x[0] / x[1] for x in pairs)
     print(f"direct / HTTP time: {d / s:.3f}x overall, per request median {ratios[len(ratios) // 2]:.3f}x "
