@@ -47,11 +47,12 @@ def norm_answer(text: str) -> str:
 
 # --- sentences ----------------------------------------------------------------------------------------------------
 
-SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+# not after "e.g." / "i.e." / "cf." / "vs.": a synthetic pair's answer was cut at "(e.g." and kept unbalanced
+SENTENCE_END = re.compile(r"(?<=[.!?;:])(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bcf\.)(?<!\bvs\.)\s+", re.I)
 
 
 def sentences(text: str) -> list[str]:
-    """`text` cut after sentence-ending punctuation (., !, ?, ; and :)."""
+    """`text` cut after sentence-ending punctuation (., !, ?, ; and :), not after an abbreviation."""
     return SENTENCE_END.split(text)
 
 

@@ -80,6 +80,11 @@ def check_format(question: str, answer: str, cfg: SDGConfig) -> Outcome:
     given = stems(answer) - _QUESTION_WORDS   # above 0.6 (was 0.7): 23 more of a run's 384 kept pairs, most restated
     if len(given) >= 3 and len(given & stems(question)) > 0.6 * len(given):
         return Outcome("format", False, words, None, "the question gives most of its answer away")
+    if len(answer.split()) >= 3 and any(answer.count(o) != answer.count(c) for o, c in ("()", "[]")):
+        return Outcome("format", False, words, None, "the answer's brackets do not close: cut from its sentence")
+    if re.search(r"\bwhat (?:do|would) you (?:think|mean|say)\b", question, re.I):
+        return Outcome("format", False, words, None, "asks the reader's opinion ('What do you think about ...'), "
+                                                     "not what the document says")
     if re.search(r"(?<![\w-])([\w-]+)\s+\1(?![\w-])", question, re.I):
         return Outcome("format", False, words, None, "a word repeated ('on-call on-call')")
     if re.search(r"\b(above|below)\b|\bthe (document|passage|text|sentence|section|excerpt|paragraph|statement)\b",
