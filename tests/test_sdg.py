@@ -612,20 +612,25 @@ def test_the_estimate_takes_the_survival_measured_in_this_workspace(tmp_path: Pa
 
 
 def test_validation_has_its_own_share_of_the_target() -> None:
-    """Training and validation stop on their own counts: chunks of training documents met first cannot fill
-    sdg.target_pairs and leave the validation loss without examples (the ladder then trains nothing)."""
+    """Training and validation stop on their own counts, divided by their chunks: chunks of training documents met
+    first cannot fill sdg.target_pairs and leave the validation loss without examples (the ladder then trains
+    nothing), nor can a share setting ask training for more than its documents give (the devset's lumpy split)."""
+    from collections import Counter
+
     from appliance.config import Config
     from appliance.sdg.generate import budgets
 
     cfg = Config()
     cfg.sdg.target_pairs, cfg.sdg.probe_questions = 12, 4
-    assert budgets(cfg, 100) == {"train": 10, "validation": 2, "probe": 4}  # 0.1 of the 0.8 not probed, rounded up
+    sizes = Counter(train=70, validation=10, probe=20)
+    assert budgets(cfg, sizes) == {"train": 10, "validation": 2, "probe": 4}  # 10 of the 80 not probed, rounded up
+    assert budgets(cfg, Counter(train=50, validation=30, probe=20)) == {"train": 7, "validation": 5, "probe": 4}
     cfg.sdg.target_pairs = 1
-    assert budgets(cfg, 100)["validation"] == 0 and budgets(cfg, 100)["train"] == 1
-    cfg.sdg.target_pairs, cfg.sdg.validation_share = 80, 0.0
-    assert budgets(cfg, 100) == {"train": 80, "validation": 0, "probe": 4}
+    assert budgets(cfg, sizes)["validation"] == 0 and budgets(cfg, sizes)["train"] == 1
+    cfg.sdg.target_pairs = 80
+    assert budgets(cfg, Counter(train=80, probe=20)) == {"train": 80, "validation": 0, "probe": 4}
     cfg.sdg.target_pairs = 0
-    assert budgets(cfg, 100)["train"] == budgets(cfg, 100)["validation"] == 100
+    assert budgets(cfg, sizes)["train"] == budgets(cfg, sizes)["validation"] == 100
 
 
 def test_an_anchor_whose_question_fails_the_round_trip_gets_another_question(ws) -> None:

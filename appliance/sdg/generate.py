@@ -141,15 +141,19 @@ def _estimate(gen: Generator, order: list[dict[str, Any]], cfg: Config, budget: 
                     f"at the measured {pp:.0f} prompt tok/s and {tg:.1f} generated tok/s: about {seconds / 60:.0f} min"}
 
 
-def budgets(cfg: Config, chunks: int) -> dict[str, int]:
+def budgets(cfg: Config, chunks: Counter[str]) -> dict[str, int]:
     """The pairs each split stops at: sdg.target_pairs divided between training and validation in the proportion of
-    their document shares (validation at least 1 where its share is set), each stopping on its own count, so that
-    chunks met early in the corpus cannot fill the whole target with training pairs and leave validation without
-    any; the probe stops at sdg.probe_questions. sdg.target_pairs 0: every chunk of both."""
-    s = cfg.sdg
+    their chunks (`chunks`: chunks per split; validation at least 1 where it has any), each stopping on its own
+    count, so that chunks met early in the corpus cannot fill the whole target with training pairs and leave
+    validation without any; the probe stops at sdg.probe_questions. By chunks, not by sdg.validation_share: a split
+    by document hash is lumpy (on the devset the validation documents, share 0.1, hold 30 % of the chunks), and a
+    target divided by the shares asked training for more pairs than its chunks gave while validation stopped at 49.
+    sdg.target_pairs 0: every chunk of both."""
+    s, total = cfg.sdg, sum(chunks.values())
     if not s.target_pairs:
-        return {"train": chunks, "validation": chunks, "probe": s.probe_questions}
-    validation = math.ceil(s.target_pairs * s.validation_share / (1 - s.probe_share)) if s.validation_share else 0
+        return {"train": total, "validation": total, "probe": s.probe_questions}
+    pool = chunks["train"] + chunks["validation"]
+    validation = math.ceil(s.target_pairs * chunks["validation"] / pool) if chunks["validation"] else 0
     validation = min(validation, s.target_pairs - 1) if s.target_pairs > 1 else 0
     return {"train": s.target_pairs - validation, "validation": validation, "probe": s.probe_questions}
 
@@ -385,7 +389,7 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
         kept[e["split"]] += e["kept"]
     for pair_id, question in _kept_questions(ws):  # this workspace's kept pairs (an earlier run's, or this one's
         filters.duplicates.keep(pair_id, question)  # before it was killed) count against duplicates
-    budget = budgets(cfg, len(order))
+    budget = budgets(cfg, Counter(chunk_split(c, unit, cfg) for c in order))
     estimate = _estimate(gen, order, cfg, budget, sum(kept.values()), _survival(ws))
     progress.note(estimate["text"], STAGE)
     t0 = time.perf_counter()
