@@ -243,15 +243,6 @@ def question_opening(sentence: str) -> str:
     return f"What {verb}" if verb else ""
 
 
-def first_opening(anchor: Anchor) -> str:
-    """The words the first question for an anchor starts with: question_opening for a fact whose answer is its
-    whole sentence, else none. Asked freely, the writer framed most such sentences "What is X?" and the framing
-    filter sent them back for a rewrite from the sentence's verb; on a devset run those first questions kept 0.087
-    pairs per generator call, the rewrites 0.165, so the rewrite's opening now comes first."""
-    whole = anchor.kind == "fact" and anchor.answer == anchor.evidence.rstrip(".")
-    return question_opening(anchor.evidence) if whole else ""
-
-
 def _around(evidence: str, text: str) -> str:
     """The evidence with the sentence before and after it in the chunk (what the question writer reads)."""
     flat = [s for line in text.splitlines() for s in sentences(line.strip()) if s]

@@ -34,7 +34,7 @@ from appliance.llm import Generation, Generator, SamplingParams, load_generator
 from appliance.llm.prompts import PAIR_WRITER, QUESTION_EXAMPLES, QUESTION_WRITER
 from appliance.progress import Progress
 from appliance.resume import find_resumable, process_event
-from appliance.sdg.anchors import Anchor, anchors_of, chunk_key, first_opening, question_opening, spread
+from appliance.sdg.anchors import Anchor, anchors_of, chunk_key, question_opening, spread
 from appliance.sdg.filters import (FILTERS, MISFRAMED, Contamination, Duplicates, Outcome, check_format,
                                    check_framing, check_grounding, check_support, findable_outcome,
                                    round_trip_outcome)
@@ -441,15 +441,16 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
 
 
 def _write(writer: Writer, chunk: dict[str, Any], split: str, tables: list, cfg: Config) -> list[Candidate | str]:
-    """The chunk's candidates (or, for each that could not be had, why): anchored questions (a whole-sentence
-    fact's started from its verb, first_opening), or one free-form pair for a sdg.free_share of the chunks."""
+    """The chunk's candidates (or, for each that could not be had, why): anchored questions, or one free-form
+    pair for a sdg.free_share of the chunks. A whole-sentence fact's first question is the writer's own; starting
+    it from the sentence's verb (the rewrite's opening) was measured on the devset: 19 % less time per chunk and 7 %
+    more pairs kept, but 28 of 40 kept pairs read as good against 17 of 20 without it (same reader)."""
     s = cfg.sdg
     free = "free" in s.kinds and int(hashlib.sha256(f"{s.seed}:free:{chunk_key(chunk)}".encode()).hexdigest()[:8],
                                      16) / 0xFFFFFFFF < s.free_share
     if free:
         return [writer.write_free(chunk, split)]
-    return [writer.write(a, chunk, split, opening=first_opening(a))
-            for a in anchors_of(chunk, s.kinds, s.per_chunk, s.seed, tables)]
+    return [writer.write(a, chunk, split) for a in anchors_of(chunk, s.kinds, s.per_chunk, s.seed, tables)]
 
 
 def _filter_and_record(run: Any, writer: Writer, filters: Filters,
