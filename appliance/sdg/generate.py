@@ -389,7 +389,8 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
         kept[e["split"]] += e["kept"]
     for pair_id, question in _kept_questions(ws):  # this workspace's kept pairs (an earlier run's, or this one's
         filters.duplicates.keep(pair_id, question)  # before it was killed) count against duplicates
-    budget = budgets(cfg, Counter(chunk_split(c, unit, cfg) for c in order))
+    splits = [chunk_split(c, unit, cfg) for c in order]
+    budget = budgets(cfg, Counter(splits))
     estimate = _estimate(gen, order, cfg, budget, sum(kept.values()), _survival(ws))
     progress.note(estimate["text"], STAGE)
     t0 = time.perf_counter()
@@ -411,8 +412,7 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
         progress.start(STAGE, len(order), "chunks", done=len(done_chunks))
         tables: dict[str, list] = {}
         batch: list[tuple[int, dict[str, Any], str, list[Candidate | str]]] = []
-        for n, chunk in enumerate(order, 1):
-            split = chunk_split(chunk, unit, cfg)
+        for n, (chunk, split) in enumerate(zip(order, splits), 1):
             if chunk["chunk_id"] in done_chunks or kept[split] >= budget[split]:
                 continue
             progress.check()
