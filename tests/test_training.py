@@ -145,6 +145,15 @@ def test_train_export_and_serve_an_adapter_with_llama_cpp(ws, capsys) -> None:
     entry = open_workspace(ws).models.get(s["adapter"])
     assert made == [(s["adapter"], entry.lineage["base_sha256"], dataset_id(ws))]
     assert entry.role == "adapter" and entry.lineage["result"]["steps"] == 2 and not entry.lineage["forced"]
+    from appliance.training.adapter import estimate, measured_rate
+
+    threads, plan = os.cpu_count() or 1, {"max_steps": 2, "steps_per_epoch": 2, "eval_steps": 1}
+    rate = measured_rate(open_workspace(ws), entry.lineage["base_sha256"], s["precision"], threads)
+    assert rate == (s["tokens_per_second"], f"as run {s['run_id'][:8]} measured here")  # the next estimate's rate
+    assert measured_rate(open_workspace(ws), entry.lineage["base_sha256"], s["precision"], threads + 1) is None
+    guess = estimate(10**9, 1000, plan, s["precision"], threads, "cpu", 3, rate)
+    assert guess["seconds"] == pytest.approx(1000 / s["tokens_per_second"]) and rate[1] in guess["text"]
+    assert "assumed" in estimate(10**9, 1000, plan, s["precision"], threads, "cpu", 3)["basis"]
 
     code, ex, err = run_cli(capsys, ws, "export", "gguf", "--adapter", s["adapter"], "--merge", "--quant", "Q8_0",
                             "--check-prompts", "2", "--json")

@@ -42,19 +42,52 @@ def resolve_backend(setting: str) -> str:
     return setting if setting != "auto" else ("gpu" if cuda else "cpu")
 
 
+def measured_rate(ws: Workspace, model_sha256: str, precision: str, threads: int) -> tuple[float, str] | None:
+    """Tokens/s (validations included) of this workspace's latest finished cpu training of the same base, precision
+    and threads on this host, with the run it comes from; None when there is none."""
+    import json
+    import socket
+
+    from appliance.audit import AuditStore
+
+    with AuditStore(ws.audit_path) as store:
+        found = store.con.execute(
+            "SELECT s.run_id, s.payload_json FROM events s JOIN events t ON t.run_id = s.run_id "
+            "AND t.kind = 'train_start' WHERE s.kind = 'train_summary' "
+            "AND s.run_id IN (SELECT run_id FROM runs WHERE host = ?) "
+            "AND json_extract_string(t.payload_json, '$.model_sha256') = ? "
+            "AND json_extract_string(t.payload_json, '$.precision') = ? "
+            "AND CAST(json_extract(t.payload_json, '$.threads') AS INTEGER) = ? "
+            "AND json_extract_string(s.payload_json, '$.backend') = 'cpu' ORDER BY s.created_at DESC, s.seq DESC",
+            [socket.gethostname(), model_sha256, precision, threads]).fetchall()
+    for run_id, payload in found:
+        rate = float(json.loads(payload).get("tokens_per_second") or 0)
+        if rate > 0:
+            return rate, f"as run {run_id[:8]} measured here"
+    return None
+
+
 def estimate(base_bytes: int, tokens: int, steps: dict[str, int], precision: str, threads: int, backend: str,
-             n_train: int) -> dict[str, Any]:
-    """Seconds to expect on this CPU, from the tokens to train on and the measured rate scaled by parameters,
-    threads and precision (a GPU is not estimated)."""
-    params = base_bytes / 4
-    rate = PARAM_TOKENS_PER_SECOND / params * (threads / 2) * (1.0 if precision == "bf16" else 0.5)
+             n_train: int, measured: tuple[float, str] | None = None) -> dict[str, Any]:
+    """Seconds to expect on this CPU, from the tokens to train on and a rate: the one `measured` here by an earlier
+    run of the same base, precision and threads, else the rate measured on a bf16 machine scaled by parameters,
+    threads and precision (fp32 x 0.5 there; on an AVX2 machine with no bf16, fp32 ran at 58 tokens/s where this
+    assumption says 32). A GPU is not estimated."""
+    if measured:
+        rate, basis = measured
+    else:
+        params = base_bytes / 4
+        rate = PARAM_TOKENS_PER_SECOND / params * (threads / 2) * (1.0 if precision == "bf16" else 0.5)
+        basis = "assumed from a measurement on another CPU"
     epochs = steps["max_steps"] / max(steps["steps_per_epoch"], 1)
     seconds = tokens * epochs / rate if backend == "cpu" else None
     text = (f"{n_train} examples, {tokens} tokens per epoch, at most {steps['max_steps']} updates "
             f"({steps['steps_per_epoch']} per epoch, validation every {steps['eval_steps']})")
     if seconds is not None:
-        text += f"; about {seconds / 60:.0f} min at most on {threads} threads ({precision}, ~{rate:.0f} tokens/s)"
-    return {"tokens_per_epoch": tokens, "tokens_per_second": round(rate, 1), "seconds": seconds, "text": text}
+        text += (f"; about {seconds / 60:.0f} min at most on {threads} threads ({precision}, ~{rate:.0f} tokens/s, "
+                 f"{basis})")
+    return {"tokens_per_epoch": tokens, "tokens_per_second": round(rate, 1), "seconds": seconds,
+            "basis": basis if backend == "cpu" else None, "text": text}
 
 
 def train_adapter(ws: Workspace, dataset_id: str | None = None, model: str | None = None,
@@ -96,7 +129,8 @@ def train_adapter(ws: Workspace, dataset_id: str | None = None, model: str | Non
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     tokens = sum(longest(tokenizer, [row]) for row in data.train)
     base_bytes = sum(p.stat().st_size for p in base.glob("*.safetensors"))
-    guess = estimate(base_bytes, tokens, plan, precision, threads, backend, len(data.train))
+    guess = estimate(base_bytes, tokens, plan, precision, threads, backend, len(data.train),
+                     measured_rate(ws, entry.sha256, precision, threads) if backend == "cpu" else None)
     progress.note(guess["text"], STAGE)
     if not data.card.get("reviewed_only", False):
         progress.note(f"dataset {data.dataset_id} includes pairs nobody reviewed (recorded with the adapter)", STAGE)
