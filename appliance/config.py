@@ -110,7 +110,7 @@ class SDGConfig:
 
     kinds: list[SDGKind] = field(default_factory=lambda: list(SDG_KINDS))
     per_chunk: int = 4                      # anchors (candidate pairs) taken from one chunk, each its own evidence
-    batch_chunks: int = 8                   # questions are written for this many chunks, then filtered (prompt reuse)
+    batch_chunks: int = 32                  # questions are written for this many chunks, then filtered (prompt reuse)
     target_pairs: int = 0                   # training + validation pairs to keep, divided by their shares (0: all chunks)
     free_share: float = 0.1                 # share of chunks whose pair the model writes whole (free-form)
     attempts: int = 3                       # a question that does not parse is asked again this often, then a failure

@@ -313,6 +313,28 @@ def test_generation_records_every_candidate_and_filter_and_resumes_without_dupli
     assert summary["kept_by_split"].get("validation", 0) >= 1  # its own share of the 8 (budgets)
 
 
+def test_the_last_batch_is_recorded_where_the_chunks_after_it_are_skipped(tmp_path: Path, monkeypatch) -> None:
+    """A batch larger than what the budgets leave: the chunks after the last one written belong to splits already
+    full and are skipped, and the written batch is still filtered and recorded (it was dropped: 12 of 44 chunks'
+    questions lost, the validation split's among them, and the ladder then trained nothing)."""
+    from appliance.sdg import generate as g
+
+    root, corpus = tmp_path / "ws", tmp_path / "corpus"
+    shutil.copytree(SAMPLES / "corpus", corpus)
+    assert main(["--workspace", str(root), "ingest", str(corpus), "--json"]) == 0
+    written: list[str] = []
+    write = g._write
+    monkeypatch.setattr(g, "_write", lambda w, chunk, *a: written.append(chunk["chunk_id"]) or write(w, chunk, *a))
+    summary = g.generate_pairs(open_workspace(root, ["sdg.target_pairs=8", "sdg.probe_questions=3",
+                                                     "sdg.batch_chunks=32"]), generator=scripted_writer())
+    con = duckdb.connect(str(root / "audit.duckdb"), read_only=True)
+    done = con.execute("SELECT json_extract_string(payload_json, '$.chunk_id') FROM events "
+                       "WHERE kind = 'sdg_chunk_done'").fetchall()
+    con.close()
+    assert len(written) > 32 and sorted(written) == sorted(d for (d,) in done)   # every written chunk recorded
+    assert summary["kept_by_split"].get("validation", 0) >= 1
+
+
 def test_planted_copies_of_golden_questions_are_rejected(ws, tmp_path: Path) -> None:
     from appliance.sdg.generate import generate_pairs
 

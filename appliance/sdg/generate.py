@@ -412,15 +412,9 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
         progress.start(STAGE, len(order), "chunks", done=len(done_chunks))
         tables: dict[str, list] = {}
         batch: list[tuple[int, dict[str, Any], str, list[Candidate | str]]] = []
-        for n, (chunk, split) in enumerate(zip(order, splits), 1):
-            if chunk["chunk_id"] in done_chunks or kept[split] >= budget[split]:
-                continue
-            progress.check()
-            if "Table" in (chunk["element_types"] or []) and chunk["path"] not in tables:
-                tables[chunk["path"]] = _tables(chunk["path"], cfg)
-            batch.append((n, chunk, split, _write(writer, chunk, split, tables.get(chunk["path"], []), cfg)))
-            if len(batch) < cfg.sdg.batch_chunks and n < len(order):
-                continue
+
+        def finish() -> None:
+            """Filter and record the written batch; a kill loses only the batch, which a resume does again."""
             made = _filter_and_record(run, writer, filters, [(ch, written) for _, ch, _, written in batch])
             for (m, ch, sp, _), k in zip(batch, made):
                 kept[sp] += k
@@ -428,8 +422,20 @@ def generate_pairs(ws: Workspace, groups: list[str] | None = None, golden: list[
                 progress.advance(STAGE, m, len(order), "chunks", f"{ch['file_name']}: kept {k}; "
                                  f"train {kept['train']}, validation {kept['validation']}, "
                                  f"probe {kept['probe']}")
-            run.flush()  # the batch in one transaction: a kill loses only the batch, which a resume does again
-            batch = []
+            run.flush()  # the batch in one transaction
+            batch.clear()
+
+        for n, (chunk, split) in enumerate(zip(order, splits), 1):
+            if chunk["chunk_id"] in done_chunks or kept[split] >= budget[split]:
+                continue
+            progress.check()
+            if "Table" in (chunk["element_types"] or []) and chunk["path"] not in tables:
+                tables[chunk["path"]] = _tables(chunk["path"], cfg)
+            batch.append((n, chunk, split, _write(writer, chunk, split, tables.get(chunk["path"], []), cfg)))
+            if len(batch) >= cfg.sdg.batch_chunks:
+                finish()
+        if batch:   # the last batch, also where the chunks after it were skipped (their split already full)
+            finish()
         summary = summarise(ws, run.run_id) | {"seconds": round(time.perf_counter() - t0, 1),
                                                 "estimated_seconds": estimate["seconds"]}
         minutes = max(summary["seconds"], 1e-9) / 60
