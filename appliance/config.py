@@ -124,6 +124,7 @@ class SDGConfig:
     golden_ngram_jaccard: float = 0.5       # contamination: word 3-gram Jaccard with any golden question
     golden_cosine: float = 0.9              # contamination: MiniLM cosine with any golden question
     withheld_share: float = 0.25            # training examples whose evidence is withheld (target: the refusal)
+    fewer_passages_share: float = 0.0       # pairs whose examples show 1..eval.context_k-1 passages, not context_k
     validation_share: float = 0.1           # documents whose pairs go to validation
     probe_share: float = 0.2                # documents held out of training for the abstention probe
     probe_questions: int = 120              # probe questions (each asked with evidence withheld and present)
@@ -219,6 +220,7 @@ class Config:
         if self.eval.samples < 1 or self.eval.judge_repeats < 1 or self.eval.context_k < 1:
             raise ConfigError("eval.samples, eval.judge_repeats and eval.context_k must be at least 1")
         shares = {"sdg.free_share": self.sdg.free_share, "sdg.withheld_share": self.sdg.withheld_share,
+                  "sdg.fewer_passages_share": self.sdg.fewer_passages_share,
                   "sdg.validation_share": self.sdg.validation_share, "sdg.probe_share": self.sdg.probe_share}
         for key, value in shares.items():
             if not 0 <= value < 1:

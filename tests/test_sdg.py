@@ -4,6 +4,7 @@ import itertools
 import json
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -371,6 +372,43 @@ def test_withheld_examples_never_contain_their_answer(ws) -> None:
             checked += bool(passages)
     assert checked >= 20
     assert contains_answer("kept for 90 days on bkp01", "90 days") and not contains_answer("kept on bkp01", "90 days")
+
+
+def test_a_share_of_pairs_shows_fewer_passages_with_the_evidence_kept(ws) -> None:
+    """sdg.fewer_passages_share: those pairs' examples show 1 or 2 of the 3 passages (the evidence always among a
+    present example's, in the order rag gave them), present and withheld alike; the rest show 3, as rag does."""
+    from appliance.answering import Answerer
+    from appliance.sdg.examples import ExampleBuilder
+
+    workspace = open_workspace(ws, ["sdg.fewer_passages_share=0.5"])
+    answerer = Answerer.open(workspace, FakeGenerator([]), need_index=True)
+    chunks = [c for c, _ in answerer.retriever.visible([])]
+    builder = ExampleBuilder(answerer, chunks, [])
+    counts, shown = Counter(), Counter()
+    for chunk in chunks[:30]:
+        a = next(iter(anchors_of(chunk, ["fact"], 1, 0)), None)
+        if a is None:
+            continue
+        pair = {"pair_id": chunk["chunk_id"], "chunk_id": chunk["chunk_id"], "question": f"What about {a.answer}?",
+                "answer": a.answer, "evidence": a.evidence, "file_name": chunk["file_name"],
+                "section": chunk["section"], "kind": "fact", "split": "train"}
+        n = builder.passage_count(pair)
+        assert builder.passage_count(pair | {"pair_id": "another-id"}) == n   # drawn from what it says, not its id
+        counts[n] += 1
+        present, withheld = builder.present(pair), builder.withheld(pair)
+        assert len(present.passage_chunk_ids) <= n
+        assert any(a.evidence in p["text"] for p in present.extra["passages"])   # the source, or a chunk sharing it
+        shown[len(present.passage_chunk_ids)] += 1
+        assert isinstance(withheld, str) or len(withheld.passage_chunk_ids) <= n
+        if n < 3:
+            rag, _ = answerer.context(pair["question"], "rag", [], (a.evidence,))
+            order = [p.chunk_id for p in rag.passages]
+            if chunk["chunk_id"] in order:   # a subsequence of rag's own order
+                assert present.passage_chunk_ids == [c for c in order if c in present.passage_chunk_ids]
+    assert counts[3] >= 5 and counts[1] + counts[2] >= 5 and shown[1] >= 1
+    builder.cfg.sdg.fewer_passages_share = 0.0
+    assert all(builder.passage_count({"file_name": c["file_name"], "section": c["section"], "kind": "fact",
+                                      "question": c["text"][:40], "answer": "x"}) == 3 for c in chunks[:30])
 
 
 def test_review_dataset_export_and_trl_loading(ws, capsys, tmp_path: Path) -> None:

@@ -154,6 +154,9 @@ def dataset_card(ws: Workspace, dataset_id: str, examples: list[Example], pairs:
         "withheld_share": round(sum(e.evidence_withheld for e in examples) / len(examples), 4),
         "withheld_share_setting": ws.config.sdg.withheld_share,
         "source_inserted": sum(e.note.startswith("source inserted") for e in examples),
+        "passages_per_example": {str(n): c for n, c in sorted(Counter(len(e.passage_chunk_ids) for e in examples
+                                                                        ).items())},
+        "fewer_passages_share_setting": ws.config.sdg.fewer_passages_share,
         "skipped_pairs": dict(skipped),
         "reviewed_only": not unreviewed,
         "pairs": {"used": len(used), "approved_or_edited": sum(p["review"] in ("approve", "edit") for p in used),
@@ -184,6 +187,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"Evidence withheld (target: the refusal) in {card['evidence_withheld']} ({card['withheld_share']:.0%}; "
         f"setting {card['withheld_share_setting']}); source inserted where retrieval missed it: "
         f"{card['source_inserted']}.",
+        f"Passages per example: {', '.join(f'{n}: {c}' for n, c in card.get('passages_per_example', {}).items())} "
+        f"(sdg.fewer_passages_share {card.get('fewer_passages_share_setting', 0.0)}).",
         f"Reviewed only: {card['reviewed_only']} (approved or edited {card['pairs']['approved_or_edited']}, never "
         f"reviewed {card['pairs']['never_reviewed']}).",
         f"Coverage: {card['coverage']['documents_with_examples']} of {card['coverage']['training_documents']} "
