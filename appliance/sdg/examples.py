@@ -17,7 +17,7 @@ share of unanswerable questions is 10 %). A quarter is between the two; it is a 
 rung's measurements (regressions against refusals) decide it.
 
 A pair's examples show eval.context_k passages, as rag does; for sdg.fewer_passages_share of the pairs (present and
-withheld alike) 1 to context_k - 1 of them (the source always among a present example's), as the oracle condition
+withheld alike) 1 to context_k - 1 of them (the evidence always among a present example's), as the oracle condition
 and a filtered or small corpus do. Measured: an adapter trained only on 3-passage examples refused 21 of 33 devset
 questions when given their one gold passage (oracle), and 3 of 3 given two, against 11 of 36 answerable ones
 under rag; the base model refused none of them. Default 0 until an adapter trained with it is measured.
