@@ -123,7 +123,7 @@ class SDGConfig:
     duplicate_jaccard: float = 0.7          # MinHash Jaccard (question word 2-grams) above which pairs are duplicates
     golden_ngram_jaccard: float = 0.5       # contamination: word 3-gram Jaccard with any golden question
     golden_cosine: float = 0.9              # contamination: MiniLM cosine with any golden question
-    withheld_share: float = 0.25            # training examples whose evidence is withheld (target: the refusal)
+    withheld_share: float = 0.12            # training examples whose evidence is withheld (target: the refusal)
     fewer_passages_share: float = 0.0       # pairs whose examples show 1..eval.context_k-1 passages, not context_k
     validation_share: float = 0.1           # documents whose pairs go to validation
     probe_share: float = 0.2                # documents held out of training for the abstention probe
