@@ -45,26 +45,22 @@ def resolve_backend(setting: str) -> str:
 def measured_rate(ws: Workspace, model_sha256: str, precision: str, threads: int) -> tuple[float, str] | None:
     """Tokens/s (validations included) of this workspace's latest finished cpu training of the same base, precision
     and threads on this host, with the run it comes from; None when there is none."""
-    import json
     import socket
 
     from appliance.audit import AuditStore
 
     with AuditStore(ws.audit_path) as store:
         found = store.con.execute(
-            "SELECT s.run_id, s.payload_json FROM events s JOIN events t ON t.run_id = s.run_id "
-            "AND t.kind = 'train_start' WHERE s.kind = 'train_summary' "
-            "AND s.run_id IN (SELECT run_id FROM runs WHERE host = ?) "
+            "SELECT s.run_id, CAST(json_extract(s.payload_json, '$.tokens_per_second') AS DOUBLE) AS rate "
+            "FROM events s JOIN events t ON t.run_id = s.run_id AND t.kind = 'train_start' "
+            "WHERE s.kind = 'train_summary' AND s.run_id IN (SELECT run_id FROM runs WHERE host = ?) "
             "AND json_extract_string(t.payload_json, '$.model_sha256') = ? "
             "AND json_extract_string(t.payload_json, '$.precision') = ? "
             "AND CAST(json_extract(t.payload_json, '$.threads') AS INTEGER) = ? "
-            "AND json_extract_string(s.payload_json, '$.backend') = 'cpu' ORDER BY s.created_at DESC, s.seq DESC",
-            [socket.gethostname(), model_sha256, precision, threads]).fetchall()
-    for run_id, payload in found:
-        rate = float(json.loads(payload).get("tokens_per_second") or 0)
-        if rate > 0:
-            return rate, f"as run {run_id[:8]} measured here"
-    return None
+            "AND json_extract_string(s.payload_json, '$.backend') = 'cpu' AND rate > 0 "
+            "ORDER BY s.created_at DESC, s.seq DESC LIMIT 1",
+            [socket.gethostname(), model_sha256, precision, threads]).fetchone()
+    return (found[1], f"as run {found[0][:8]} measured here") if found else None
 
 
 def estimate(base_bytes: int, tokens: int, steps: dict[str, int], precision: str, threads: int, backend: str,
