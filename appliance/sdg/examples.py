@@ -22,9 +22,8 @@ A pair's examples show eval.context_k passages, as rag does; for sdg.fewer_passa
 withheld alike) 1 to context_k - 1 of them (the evidence always among a present example's), as the oracle condition
 and a filtered or small corpus do. Measured: an adapter trained only on 3-passage examples refused 21 of 33 devset
 questions when given their one gold passage (oracle), and 3 of 3 given two, against 11 of 36 answerable ones
-under rag; the base model refused none of them. At 0.3 (the same pairs, 0.12 withheld) the oracle refusals fell
-from 12 to 9 of 36, but rag did not gain: devset 27/40 against 29/40 at 0 (answerable 26 vs 27/36, refused 1 vs
-2/4), extra 15/34 both, probe 126 vs 132 of 200 (none significant). Default 0: rag is the path the product serves.
+under rag; the base model refused none of them. A share of 0.3 cut those oracle refusals a little but did not help
+rag (docs/ADAPTATION.md, dev4fp30), so the default is 0.
 """
 from __future__ import annotations
 
