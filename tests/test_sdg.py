@@ -15,9 +15,11 @@ from appliance.errors import Cancelled, UsageError
 from appliance.llm.fake import FakeGenerator
 from appliance.models import REPO_ROOT
 from appliance.progress import Progress
-from appliance.sdg.anchors import _predicate, anchors_of, prose_sentences, question_opening, spread, table_hint
+from appliance.sdg.anchors import (WHOLE_SENTENCE, _predicate, anchors_of, prose_sentences, question_opening, spread,
+                                   table_hint)
 from appliance.sdg.examples import contains_answer
-from appliance.sdg.filters import check_format, check_framing, check_grounding, findable_outcome, round_trip_outcome
+from appliance.sdg.filters import (MISFRAMED, check_format, check_framing, check_grounding, findable_outcome,
+                                   round_trip_outcome)
 from appliance.workspace import open_workspace
 
 SAMPLES = REPO_ROOT / "samples"
@@ -152,6 +154,23 @@ def test_format_filter(question: str, answer: str, passed: bool) -> None:
 ])
 def test_framing_filter(question: str, answer: str, passed: bool) -> None:
     assert check_framing(question, answer).passed is passed
+
+
+@pytest.mark.parametrize("question,answer,passed", [
+    ("What is the purpose of storing more frames?", "Storing more frames increases the memory overhead", False),
+    ("What is the role of negative indexes?", "Negative indexes are treated as relative to the end", False),
+    ("What does storing more frames increase?", "Storing more frames increases the memory overhead", True),
+    ("What is the purpose of the secrets module?", "The secrets module is used for generating tokens", True),
+    ("What is the purpose of hash randomization?", "Hash randomization is intended to protect a server", True),
+])
+def test_a_purpose_asked_of_a_whole_sentence_must_be_what_it_says(question: str, answer: str, passed: bool) -> None:
+    """Asked of a whole sentence, "What is the purpose of X?" needs a sentence that says what X is for; such a
+    failure is mended like a misframed "What is X?" (its rewrite opens from the verb). A short answer (a predicate
+    of the sentence) is left to the other rules."""
+    outcome = check_framing(question, answer, "fact", "", WHOLE_SENTENCE)
+    assert outcome.passed is passed
+    assert passed or outcome.detail.startswith(MISFRAMED)
+    assert check_framing(question, answer, "fact", "", "what storing more frames does").passed
 
 
 def test_a_fact_asked_with_its_section_heading_fails_framing() -> None:

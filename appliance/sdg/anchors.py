@@ -219,6 +219,9 @@ def opens_as_a_description(predicate: str) -> bool:
     return first.pos_ in ("ADJ", "ADV") or first.tag_ == "VBN"
 
 
+WHOLE_SENTENCE = "the whole sentence: ask what it states"   # the hint of a fact answered by its whole sentence
+
+
 def main_verb(sentence: str) -> str:
     """The sentence's main verb as written, lower-cased ("combines", "is")."""
     return next(_parsed(sentence).sents).root.lower_
@@ -296,7 +299,7 @@ def anchors_of(chunk: dict[str, Any], kinds: list[str], per_chunk: int, seed: in
         for s in filter(opens_with_its_subject, prose):
             split = _predicate(s)
             options["fact"].append(Anchor("fact", split[1], s, split[0], cid, s) if split else
-                                   Anchor("fact", s.rstrip("."), s, "the whole sentence: ask what it states", cid, s))
+                                   Anchor("fact", s.rstrip("."), s, WHOLE_SENTENCE, cid, s))
     chosen: list[Anchor] = []
     order = ("table", "number", "definition", "fact", "procedure")  # on the samples, procedure steps survive least
     for kind in order:  # one of each kind first, then more of them, each from its own evidence; a fact's

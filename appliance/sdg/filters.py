@@ -28,7 +28,8 @@ import numpy as np
 from appliance.config import SDGConfig
 from appliance.evaluation.golden import Question
 from appliance.evaluation.judge import deterministic, is_refusal
-from appliance.sdg.anchors import main_verb, opens_as_a_description, opens_with_its_subject, parser, table_key
+from appliance.sdg.anchors import (WHOLE_SENTENCE, main_verb, opens_as_a_description, opens_with_its_subject,
+                                   parser, table_key)
 from appliance.text import normalise, norm_answer, numbers, sentences, stems
 
 if TYPE_CHECKING:
@@ -102,6 +103,14 @@ def check_format(question: str, answer: str, cfg: SDGConfig) -> Outcome:
 # as the question of one sentence under it; all 14 read as bad.
 _asks_what_it_is = re.compile(r"what (is|are|was|were) (?!the (purpose|role|function|use|effect|result|reason|"
                               r"difference|advantage|benefit)s? )", re.I).match
+# "What is the purpose / role / function / use of X?" asked of a whole sentence that does not say what X is for
+# ("What is the purpose of storing more frames in tracemalloc?" / "Storing more frames increases the memory and CPU
+# overhead ..."). Of a devset run's 441 kept pairs, 32 asked it of a whole sentence; by my reading 15 were bad, and
+# the words below take 14 of those 15 and 4 of the other 17 ("The StreamRecoder translates data from one encoding to
+# another"); such an anchor is rewritten from its verb, as a misframed "What is X?" is.
+_ASKS_PURPOSE = re.compile(r"what (is|are|was|were) the (purpose|role|function|use)s? of\b", re.I).match
+_SAYS_PURPOSE = re.compile(r"\b(used|intended|purpose|enables?|serves?|allows?|lets|helps?|provides?|designed|meant|"
+                           r"aims?)\b", re.I).search
 _COPULA = {"is", "are", "was", "were", "be"}
 MISFRAMED = "asks what something is; the answer says what it"   # the failure a rewrite's opening words mend
 
@@ -113,7 +122,8 @@ def check_framing(question: str, answer: str, kind: str = "fact", section: str =
     "strongly affected by outliers"); not where a fact's question is its section's heading, of which the answer
     is one sentence ("How do I obtain a copy of the source?" / "The source will compile on most UNIX platforms");
     not where it asks for a name and gets a description, or drops the "not" its answer opens with ("What is the
-    acronym UTC?" / "not a mistake but a compromise"); not where it quotes a heading path ("... in the Format
+    acronym UTC?" / "not a mistake but a compromise"); not where it asks the purpose of X and its whole sentence
+    does not say what X is for; not where it quotes a heading path ("... in the Format
     Characters > Format Strings section?"); and not where a table cell's question does not name the cell's row
     ("What is the type code of an array?" / "int", the 'Python Type' of row 'h': every row has a Python type)."""
     if kind == "fact" and norm_answer(question) in {norm_answer(h) for h in section.split(">")}:
@@ -126,6 +136,8 @@ def check_framing(question: str, answer: str, kind: str = "fact", section: str =
     if re.match(r"not\b", answer, re.I) and not re.search(r"\bnot\b|n't\b", question, re.I):
         return Outcome("framing", False, 0.0, None, "the answer says what something is not; the question drops the "
                                                     "'not'")
+    if hint == WHOLE_SENTENCE and _ASKS_PURPOSE(question) and not _SAYS_PURPOSE(answer):
+        return Outcome("framing", False, 0.0, None, f"{MISFRAMED} {main_verb(answer)}, not what it is for")
     key = table_key(hint) if kind == "table" else ""
     if key and not _names_row(question, key, evidence, answer):
         return Outcome("framing", False, 0.0, None, f"does not name the row ({key!r}) its cell is in")
