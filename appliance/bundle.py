@@ -5,8 +5,12 @@ Standard library only (it runs with the system Python before .venv exists). Two 
   locked file (hash-checked), builds the few source-only packages into wheels once, and writes
   bundles/install-lock.txt; `models` downloads the manifest's source packages and assembles models/.
 - install (no network): `verify` checks every wheel and weight against those hashes, naming any bad file.
+- the CUDA set (optional, staged on any machine, installed where nvidia-smi lists a GPU): `lock-gpu` resolves
+  bundles/lock-gpu.txt (lock.txt's versions plus the gpu extra: Unsloth, CUDA torch, triton, bitsandbytes, ...),
+  `wheels-gpu` downloads what bundles/wheels/ lacks into bundles/wheels-gpu/ and writes install-lock-gpu.txt;
+  `verify --gpu` and `status --gpu` check that set.
 
-    python3 -m appliance.bundle lock|wheels|models|verify|status
+    python3 -m appliance.bundle lock|wheels|models|verify|status|lock-gpu|wheels-gpu [--gpu]
 """
 from __future__ import annotations
 
@@ -19,8 +23,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 import urllib.parse
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.models import (
@@ -39,6 +45,19 @@ INSTALL_LOCK = BUNDLES / "install-lock.txt"
 WHEELS = BUNDLES / "wheels"
 SDIST = BUNDLES / "sdist"
 MODEL_PACKAGES = BUNDLES / "model-packages"
+GPU_LOCK = BUNDLES / "lock-gpu.txt"
+GPU_INSTALL_LOCK = BUNDLES / "install-lock-gpu.txt"
+GPU_WHEELS = BUNDLES / "wheels-gpu"
+# The CUDA set keeps lock.txt's version of every package except these: the requirement that replaces the pin, and
+# why (Unsloth's own pins); and lock.txt pins left to the resolver because what the replaced ones need differs.
+GPU_REQUIREMENTS = {
+    "torch": ("torch==2.13.0,!=2.13.0+cpu",
+              "the registry's Linux build, linked against CUDA; lock.txt has the CPU build"),
+    "datasets": ("datasets>=4.7.0,<5", "unsloth 2026.10.9 needs datasets<5; trl needs >=4.7"),
+    "trl": ("trl>=1.0,<=1.15.0", "unsloth 2026.10.9 needs trl<=1.15.0"),
+}
+GPU_UNPINNED = {"certifi": "unsloth needs certifi>=2026.10.19", "fsspec": "datasets 4 needs fsspec<=2026.2.0",
+                "dill": "datasets 4's range", "multiprocess": "datasets 4's range"}
 # llama.cpp built for every x86-64 CPU: no -march=native, and the CPU backend built once per instruction-set level
 # (GGML_CPU_ALL_VARIANTS, loaded at run time by appliance/llm/cpu.py), each variant installed into the wheel by
 # bundles/llama-cpu-variants.cmake. Override to taste (e.g. one native backend: drop the last three).
@@ -65,6 +84,24 @@ class BundleError(RuntimeError):
     """A staging or verification step failed; the message says which file and what to do."""
 
 
+@dataclass(frozen=True)
+class WheelSet:
+    """A locked set of wheels: the lock staging resolves, the install lock of the wheels the offline install
+    accepts, and the folders those wheels lie in (looked through in order)."""
+
+    lock: Path
+    install_lock: Path
+    folders: tuple[Path, ...]
+
+    def wheel(self, name: str) -> Path:
+        """Where the named wheel lies (in the first folder where it does not)."""
+        return next((f / name for f in self.folders if (f / name).is_file()), self.folders[0] / name)
+
+
+CPU = WheelSet(LOCK, INSTALL_LOCK, (WHEELS,))
+GPU = WheelSet(GPU_LOCK, GPU_INSTALL_LOCK, (GPU_WHEELS, WHEELS))   # only what the CPU set lacks is in wheels-gpu/
+
+
 def _pip(*args: str, isolated: bool = False) -> None:
     cmd = [sys.executable, "-m", "pip", *(["--isolated"] if isolated else []), *args]
     print("+ pip " + " ".join(args), file=sys.stderr, flush=True)
@@ -75,25 +112,61 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def lock(extras: str = "test") -> Path:
-    """Resolve pyproject.toml (+extras) with pip and write bundles/lock.txt with one hash per artifact."""
+def _resolve(*requirements: str, excluded: dict[str, str] = EXCLUDED) -> list[str]:
+    """pip's resolution of the requirements (pip arguments), one `name==version --hash=... # artifact` line each,
+    less the project itself and the excluded packages."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        _pip("install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report), f"{REPO_ROOT}[{extras}]")
+        _pip("install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report), *requirements)
         items = json.loads(report.read_text())["install"]
     lines = []
     for item in sorted(items, key=lambda i: _norm(i["metadata"]["name"])):
         name, version = item["metadata"]["name"], item["metadata"]["version"]
-        if _norm(name) == "appliance" or _norm(name) in EXCLUDED:
+        if _norm(name) == "appliance" or _norm(name) in excluded:
             continue
         info = item["download_info"]
         digest = info["archive_info"]["hashes"]["sha256"]
         artifact = urllib.parse.unquote(info["url"].rsplit("/", 1)[-1])
         lines.append(f"{name}=={version} --hash=sha256:{digest}  # {artifact}")
+    return lines
+
+
+def lock(extras: str = "test") -> Path:
+    """Resolve pyproject.toml (+extras) with pip and write bundles/lock.txt with one hash per artifact."""
+    lines = _resolve(f"{REPO_ROOT}[{extras}]")
     excluded = "".join(f"# excluded: {n}: {why}\n" for n, why in EXCLUDED.items())
     LOCK.write_text(LOCK_HEADER + excluded + "\n".join(lines) + "\n")
     print(f"wrote {LOCK} ({len(lines)} packages)", file=sys.stderr)
     return LOCK
+
+
+def _pins(lock_file: Path) -> dict[str, str]:
+    """Normalised name -> version of every package a lock file pins."""
+    return {_norm(n): v for n, v in re.findall(r"^([\w.-]+)==(\S+) ", lock_file.read_text(), re.M)}
+
+
+def lock_gpu() -> Path:
+    """Resolve the CUDA set into bundles/lock-gpu.txt: pyproject's dependencies with the test and gpu extras, each
+    package at lock.txt's version except where Unsloth needs another (GPU_REQUIREMENTS, GPU_UNPINNED)."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["test"],
+              *project["optional-dependencies"]["gpu"]]
+    wanted = [GPU_REQUIREMENTS.get(_norm(re.split(r"[\[=<>!~ ]", r, maxsplit=1)[0]), (r,))[0] for r in wanted]
+    free = {_norm(n) for n in (*GPU_REQUIREMENTS, *GPU_UNPINNED)}
+    pins = [f"{n}=={v}" for n, v in _pins(LOCK).items() if n not in free]
+    with tempfile.TemporaryDirectory() as tmp:
+        constraints = Path(tmp) / "constraints.txt"
+        constraints.write_text("\n".join(pins) + "\n")
+        lines = _resolve(*wanted, "-c", str(constraints), excluded={})   # torchvision: CUDA-linked, as torch is here
+    changes = "".join(f"# {n}: {req} ({why})\n" for n, (req, why) in GPU_REQUIREMENTS.items())
+    changes += "".join(f"# {n}: not held to lock.txt ({why})\n" for n, why in GPU_UNPINNED.items())
+    GPU_LOCK.write_text(f"""\
+# Generated by `python3 -m appliance.bundle lock-gpu`: the CUDA set, installed in place of lock.txt's where nvidia-smi
+# lists a GPU (install.sh). Every package at lock.txt's version, plus the gpu extra (Unsloth and what it pulls in:
+# CUDA torch, triton, bitsandbytes, xformers, the nvidia-* runtime wheels), except:
+{changes}""" + "\n".join(lines) + "\n")
+    print(f"wrote {GPU_LOCK} ({len(lines)} packages)", file=sys.stderr)
+    return GPU_LOCK
 
 
 def _is_sdist(path: Path) -> bool:
@@ -124,8 +197,8 @@ def _build_wheel(sdist: Path) -> Path:
     return built[0]
 
 
-def _locked_artifacts() -> list[str]:
-    return re.findall(r"#\s+(\S+)$", LOCK.read_text(), re.M)
+def _locked_artifacts(lock_file: Path = LOCK) -> list[str]:
+    return re.findall(r"^[^#].*#\s+(\S+)$", lock_file.read_text(), re.M)
 
 
 def wheels() -> Path:
@@ -152,21 +225,45 @@ def wheels() -> Path:
         keep.append(whl.name)
     for stale in set(p.name for p in WHEELS.iterdir()) - set(keep):
         (WHEELS / stale).unlink()
-    return write_install_lock(sorted(keep))
+    return write_install_lock([WHEELS / k for k in sorted(keep)])
 
 
-def write_install_lock(names: list[str]) -> Path:
-    """Record name, version and sha256 of each named wheel of bundles/wheels/ as a pip --require-hashes file."""
+def wheels_gpu() -> Path:
+    """Stage the CUDA set after the CPU one: the files of lock-gpu.txt that bundles/wheels/ lacks are downloaded
+    (hash-checked) into bundles/wheels-gpu/; the llama-cpp-python wheel built for the CPU set is shared. Needs no
+    GPU. Writes bundles/install-lock-gpu.txt."""
+    if not GPU_LOCK.is_file():
+        raise BundleError(f"{GPU_LOCK} is missing: run `python3 -m appliance.bundle lock-gpu` on a staging machine")
+    status()
+    GPU_WHEELS.mkdir(parents=True, exist_ok=True)
+    wanted = [line for line in GPU_LOCK.read_text().splitlines() if re.match(r"[^#].*#\s+\S+$", line)]
+    missing = [line for line in wanted if not _is_sdist(Path(line.split()[-1]))
+               and not GPU.wheel(line.split()[-1]).is_file()]
+    if missing:
+        with tempfile.TemporaryDirectory() as tmp:
+            req, dl = Path(tmp) / "missing.txt", Path(tmp) / "dl"
+            req.write_text("\n".join(missing) + "\n")
+            _pip("download", "--no-deps", "--require-hashes", "--quiet", "-r", str(req), "-d", str(dl))
+            for f in dl.iterdir():
+                shutil.move(str(f), GPU_WHEELS / f.name)
+    paths = [GPU.wheel(_build_wheel(SDIST / a).name if _is_sdist(Path(a)) else a)
+             for a in _locked_artifacts(GPU_LOCK)]
+    for stale in {p.name for p in GPU_WHEELS.iterdir()} - {p.name for p in paths}:
+        (GPU_WHEELS / stale).unlink()
+    return write_install_lock(paths, GPU)
+
+
+def write_install_lock(paths: list[Path], wheel_set: WheelSet = CPU) -> Path:
+    """Record name, version and sha256 of each wheel as the set's pip --require-hashes install lock."""
     lines = []
-    for file in names:
-        whl = WHEELS / file
+    for whl in paths:   # === : exactly this version ("torch==2.13.0" would also take the CPU set's 2.13.0+cpu)
         name, version = whl.name.split("-")[:2]
-        lines.append(f"{name}=={version} --hash=sha256:{sha256_file(whl)}  # {whl.name}")
+        lines.append(f"{name}==={version} --hash=sha256:{sha256_file(whl)}  # {whl.name}")
     header = ("# Generated at staging: every wheel the offline install accepts, with its sha256.\n"
-              f"# from-lock: {sha256_file(LOCK)}\n")
-    INSTALL_LOCK.write_text(header + "\n".join(lines) + "\n")
-    print(f"wrote {INSTALL_LOCK} ({len(lines)} wheels)", file=sys.stderr)
-    return INSTALL_LOCK
+              f"# from-lock: {sha256_file(wheel_set.lock)}\n")
+    wheel_set.install_lock.write_text(header + "\n".join(lines) + "\n")
+    print(f"wrote {wheel_set.install_lock} ({len(lines)} wheels)", file=sys.stderr)
+    return wheel_set.install_lock
 
 
 def _download_sources(entry: ModelEntry) -> None:
@@ -225,17 +322,20 @@ def _install_lock_entries(text: str) -> list[tuple[str, str]]:
     return re.findall(r"^\S+ --hash=sha256:([0-9a-f]{64})\s+#\s+(\S+)$", text, re.M)
 
 
-def verify(models_dir: Path = DEFAULT_MODELS_DIR) -> None:
-    """Check every wheel of install-lock.txt and every model of the manifest; raise naming the first bad file."""
-    if not INSTALL_LOCK.is_file():
-        raise BundleError(f"{INSTALL_LOCK} is missing: this tree was never staged (run ./install.sh with registry access)")
-    for digest, name in _install_lock_entries(INSTALL_LOCK.read_text()):
-        path = WHEELS / name
+def verify(models_dir: Path = DEFAULT_MODELS_DIR, gpu: bool = False) -> None:
+    """Check every wheel of the install lock (the CUDA set's with gpu) and every model of the manifest; raise naming
+    the first bad file."""
+    ws = GPU if gpu else CPU
+    if not ws.install_lock.is_file():
+        raise BundleError(f"{ws.install_lock} is missing: this tree was never staged (run ./install.sh"
+                          f"{' --stage-gpu' if gpu else ''} with registry access)")
+    for digest, name in _install_lock_entries(ws.install_lock.read_text()):
+        path = ws.wheel(name)
         if not path.is_file():
-            raise BundleError(f"wheel {path} is missing from the bundle; re-stage or re-copy bundles/wheels/")
+            raise BundleError(f"wheel {path} is missing from the bundle; re-stage or re-copy {path.parent}/")
         got = sha256_file(path)
         if got != digest:
-            raise BundleError(f"wheel {path} has sha256 {got}, bundles/install-lock.txt says {digest}: "
+            raise BundleError(f"wheel {path} has sha256 {got}, {ws.install_lock.name} says {digest}: "
                               f"the file is corrupt or was replaced. Install stopped; re-copy the bundle.")
     for entry in load_manifest(models_dir).models:
         try:
@@ -245,15 +345,17 @@ def verify(models_dir: Path = DEFAULT_MODELS_DIR) -> None:
     print("bundle verified: every wheel and weight matches its sha256", file=sys.stderr)
 
 
-def status(models_dir: Path = DEFAULT_MODELS_DIR) -> None:
-    """Raise unless this tree is staged for the current lock.txt: install-lock, wheels and model files present."""
-    if not INSTALL_LOCK.is_file():
-        raise BundleError("not staged: bundles/install-lock.txt is missing")
-    text = INSTALL_LOCK.read_text()
-    if f"# from-lock: {sha256_file(LOCK)}" not in text:
-        raise BundleError("not staged for the current bundles/lock.txt")
+def status(models_dir: Path = DEFAULT_MODELS_DIR, gpu: bool = False) -> None:
+    """Raise unless this tree is staged for the current lock (lock-gpu.txt with gpu): install lock, wheels and model
+    files present."""
+    ws = GPU if gpu else CPU
+    if not ws.install_lock.is_file():
+        raise BundleError(f"not staged: bundles/{ws.install_lock.name} is missing")
+    text = ws.install_lock.read_text()
+    if f"# from-lock: {sha256_file(ws.lock)}" not in text:
+        raise BundleError(f"not staged for the current bundles/{ws.lock.name}")
     for _, name in _install_lock_entries(text):
-        if not (WHEELS / name).is_file():
+        if not ws.wheel(name).is_file():
             raise BundleError(f"not staged: {name} is missing")
     for entry in load_manifest(models_dir).models:
         path = models_dir / entry.file
@@ -266,11 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point for install.sh."""
     parser = argparse.ArgumentParser(prog="python3 -m appliance.bundle", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    steps = {"lock": lock, "wheels": wheels, "models": models, "verify": verify, "status": status}
+    steps = {"lock": lock, "wheels": wheels, "models": models, "verify": verify, "status": status,
+             "lock-gpu": lock_gpu, "wheels-gpu": wheels_gpu}
     parser.add_argument("step", choices=list(steps))
+    parser.add_argument("--gpu", action="store_true", help="verify / status: the CUDA set")
     args = parser.parse_args(argv)
     try:
-        steps[args.step]()
+        steps[args.step](gpu=True) if args.gpu and args.step in ("verify", "status") else steps[args.step]()
     except (BundleError, ModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

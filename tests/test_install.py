@@ -11,11 +11,12 @@ import pytest
 from conftest import TEST_MODEL, flip_byte, staged_tree
 
 
-def _install(tree: Path, *args: str, offline_ns: bool = False, timeout: int = 900) -> subprocess.CompletedProcess:
+def _install(tree: Path, *args: str, offline_ns: bool = False, timeout: int = 900,
+             env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     cmd = ["./install.sh", *args]
     if offline_ns:
         cmd = ["unshare", "-n", *cmd]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE", "VIRTUAL_ENV"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE", "VIRTUAL_ENV"))} | (env_extra or {})
     return subprocess.run(cmd, cwd=tree, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -54,6 +55,42 @@ def test_unstaged_tree_is_refused_offline_with_a_next_step(tmp_path: Path) -> No
     (tree / "bundles" / "install-lock.txt").unlink()
     proc = _install(tree, "--offline")
     assert proc.returncode != 0 and "never staged" in proc.stderr
+
+
+def test_the_cuda_set_is_taken_where_nvidia_smi_lists_a_gpu_and_the_set_is_staged(tmp_path: Path) -> None:
+    """install.sh's choice of wheel set: the CPU set without a GPU; with one, the CUDA set only where it is staged
+    (else the CPU set and how to stage it); APPLIANCE_WHEELS forces either, and gpu without the set is refused."""
+    tree = staged_tree(tmp_path / "tree")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    with_gpu = {"PATH": f"{fake}:{os.environ['PATH']}"}
+    no_gpu = _install(tree, "--which")
+    assert no_gpu.returncode == 0 and no_gpu.stdout.strip() == "cpu", no_gpu.stderr
+    unstaged = _install(tree, "--which", env_extra=with_gpu)
+    assert unstaged.stdout.strip() == "cpu" and "--stage-gpu" in unstaged.stderr
+    forced = _install(tree, "--which", env_extra={"APPLIANCE_WHEELS": "gpu"})
+    assert forced.returncode != 0 and "not staged" in forced.stderr
+    (tree / "bundles" / "install-lock-gpu.txt").write_text("# staged\n")
+    staged = _install(tree, "--which", env_extra=with_gpu)
+    assert staged.returncode == 0 and staged.stdout.strip() == "gpu", staged.stderr
+    cpu = _install(tree, "--which", env_extra=with_gpu | {"APPLIANCE_WHEELS": "cpu"})
+    assert cpu.stdout.strip() == "cpu"
+
+
+def test_the_cuda_lock_keeps_the_cpu_locks_versions_but_where_unsloth_needs_others() -> None:
+    """bundles/lock-gpu.txt against lock.txt: the same version of every package both hold, except those named in
+    GPU_REQUIREMENTS / GPU_UNPINNED; torch is the CUDA build; Unsloth and its CUDA kernels are in it. Re-locking one
+    without the other fails here."""
+    from appliance.bundle import GPU_LOCK, GPU_REQUIREMENTS, GPU_UNPINNED, LOCK, _pins
+
+    cpu, gpu = _pins(LOCK), _pins(GPU_LOCK)
+    free = set(GPU_REQUIREMENTS) | set(GPU_UNPINNED)
+    assert {n: (v, gpu[n]) for n, v in cpu.items() if n in gpu and n not in free and gpu[n] != v} == {}
+    assert set(cpu) - set(gpu) == set(), "every package of the CPU set is in the CUDA set"
+    assert "+cpu" in cpu["torch"] and "+" not in gpu["torch"]
+    assert {"unsloth", "unsloth-zoo", "bitsandbytes", "triton"} <= set(gpu)
 
 
 @pytest.mark.slow
