@@ -57,11 +57,17 @@ def _backend() -> list[Check]:
         cuda = torch.cuda.is_available()
         name = torch.cuda.get_device_name(0) if cuda else "none"
         unsloth = importlib.util.find_spec("unsloth") is not None
-        training = "Unsloth QLoRA (CUDA)" if cuda and unsloth else "transformers+peft LoRA (CPU)"
-        status = "warn" if cuda and not unsloth else "ok"
+        from appliance.training.cpu import loss_runs_on_cpu
+
+        cpu_ok = loss_runs_on_cpu()
+        training = ("Unsloth QLoRA (CUDA)" if cuda and unsloth else "transformers+peft LoRA (CPU)" if cpu_ok else
+                    "none")
+        status = "warn" if cuda and not unsloth or training == "none" else "ok"
         detail = f"torch {torch.__version__}, CUDA device: {name}; training backend: {training}"
-        if status == "warn":
-            detail += " — CUDA is present but the gpu extra (Unsloth) is not installed"
+        if cuda and not unsloth:
+            detail += " — CUDA is present but the CUDA set (Unsloth) is not installed: ./install.sh --stage-gpu"
+        elif training == "none":
+            detail += " — the CUDA set is installed but no CUDA device is usable, and its TRL trains on a GPU only"
         checks.append(Check("training backend", status, detail))
     except Exception as e:
         checks.append(Check("training backend", "fail", f"torch does not load: {e}"))

@@ -307,6 +307,21 @@ def test_a_resume_skips_a_checkpoint_that_a_kill_left_half_written(tmp_path) -> 
     assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-8")
 
 
+def test_the_cpu_backend_is_refused_where_trl_needs_a_gpu_for_its_loss(monkeypatch) -> None:
+    """The CUDA set's TRL 1.15 computes the loss with a Triton kernel on every device; there the cpu backend is
+    refused with what to do, not left to fail inside the first step ("0 active drivers")."""
+    import trl.trainer.utils as trl_utils
+
+    from appliance.errors import UsageError
+    from appliance.training.adapter import resolve_backend
+
+    assert resolve_backend("cpu") == "cpu"                  # this install: lock.txt's TRL 1.16
+    monkeypatch.delattr(trl_utils, "_use_triton")
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", object())
+    with pytest.raises(UsageError, match="CUDA set"):
+        resolve_backend("cpu")
+
+
 def _cuda() -> bool:
     import torch
 

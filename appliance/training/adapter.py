@@ -36,10 +36,17 @@ def resolve_backend(setting: str) -> str:
         raise UsageError(f"backend {setting!r}: choose one of {', '.join(TRAIN_BACKENDS)}")
     import torch
 
+    from appliance.training.cpu import loss_runs_on_cpu
+
     cuda = torch.cuda.is_available()
     if setting == "gpu" and not cuda:
         raise UsageError("--backend gpu: no CUDA device here (torch.cuda.is_available() is false); use cpu")
-    return setting if setting != "auto" else ("gpu" if cuda else "cpu")
+    chosen = setting if setting != "auto" else ("gpu" if cuda else "cpu")
+    if chosen == "cpu" and not loss_runs_on_cpu():
+        raise UsageError("this install has the CUDA set, whose TRL (1.15, as Unsloth requires) computes the training "
+                         "loss with a Triton kernel that needs a GPU: train with --backend gpu on a CUDA device, or "
+                         "install the CPU set (APPLIANCE_WHEELS=cpu ./install.sh --offline)")
+    return chosen
 
 
 def measured_rate(ws: Workspace, model_sha256: str, precision: str, threads: int) -> tuple[float, str] | None:

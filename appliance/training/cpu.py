@@ -47,6 +47,15 @@ def score_answer_tokens_only() -> None:
     trl_utils._use_triton = compact
 
 
+def loss_runs_on_cpu() -> bool:
+    """Whether TRL's training loss runs on a CPU in this install: TRL 1.16 (lock.txt) picks Triton or torch tiles per
+    device; TRL 1.15 (the CUDA set, bundles/lock-gpu.txt) runs its Triton kernel wherever Triton is installed, and
+    that kernel needs a GPU ("0 active drivers" on a CPU)."""
+    import trl.trainer.utils as trl_utils
+
+    return hasattr(trl_utils, "_use_triton") or trl_utils._ChunkedLogProbFunction is None
+
+
 def train(job: Job) -> Result:
     import torch
     from datasets import Dataset, disable_progress_bars

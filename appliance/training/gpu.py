@@ -1,6 +1,6 @@
 """GPU recipe: QLoRA with Unsloth (4-bit base, LoRA in bf16), trained by the same TRL SFTTrainer settings as the CPU
-recipe. Unsloth is imported only here, and only when CUDA is present (it fails to import without an NVIDIA GPU);
-it comes from the GPU bundle (bundles/lock-gpu.txt).
+recipe. Unsloth is imported only here, and only when CUDA is present; it comes from the CUDA set
+(bundles/lock-gpu.txt, with TRL 1.15 and datasets 4.8 as Unsloth 2026.10.9 requires).
 
     appliance train --dataset ID --backend gpu
 
@@ -21,8 +21,8 @@ def train(job: Job) -> Result:
     try:
         from unsloth import FastLanguageModel
     except ImportError as e:
-        raise UsageError(f"the gpu backend needs Unsloth from the GPU bundle (./install.sh installs it where "
-                         f"nvidia-smi finds a GPU): {e}") from None
+        raise UsageError(f"the gpu backend needs Unsloth from the CUDA set (./install.sh --stage-gpu stages it; the "
+                         f"install takes it where nvidia-smi lists a GPU): {e}") from None
     from datasets import Dataset, disable_progress_bars
     from trl import SFTTrainer
 
