@@ -89,7 +89,7 @@ def test_the_cuda_lock_keeps_the_cpu_locks_versions_but_where_unsloth_needs_othe
     free = set(GPU_REQUIREMENTS) | set(GPU_UNPINNED)
     assert {n: (v, gpu[n]) for n, v in cpu.items() if n in gpu and n not in free and gpu[n] != v} == {}
     assert set(cpu) - set(gpu) == set(), "every package of the CPU set is in the CUDA set"
-    assert "+cpu" in cpu["torch"] and "+" not in gpu["torch"]
+    assert cpu["torch"] == gpu["torch"] + "+cpu", "the same torch, its CUDA build"
     assert {"unsloth", "unsloth-zoo", "bitsandbytes", "triton"} <= set(gpu)
 
 
