@@ -97,6 +97,7 @@ def sft_config(job: Job, max_length: int, **backend: Any):
         eval_strategy="steps", eval_steps=plan["eval_steps"], save_strategy="steps", save_steps=plan["eval_steps"],
         save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
         logging_steps=1, logging_first_step=True, report_to="none", disable_tqdm=True,
+        restore_callback_states_from_checkpoint=True,   # early stopping's patience count survives a resume
         gradient_checkpointing=cfg.gradient_checkpointing, bf16=job.precision == "bf16", **backend,
     )
 
