@@ -245,7 +245,10 @@ def test_a_question_that_restates_most_of_its_answer_fails_format() -> None:
     ("The backup server combines a disk with two tapes.", "What does"),
     ("Backup servers keep two tapes.", "What do"),
     ("Either job can raise an exception.", "What can"),
-    ("The retention is configured at install time.", "How is"),
+    ("The retention is configured by the installer.", "How is"),
+    ("Strings are stored internally as sequences of code points.", "How are"),
+    ("The old trashcan macros are now deprecated.", ""),  # "How are the macros deprecated?" only restates it
+    ("The retention is configured at install time.", ""),
     ("The backup server does not support tapes.", ""),  # a question without the "not" would invert it
     ("The backup server is the host that keeps the tapes.", ""),
 ])
