@@ -102,6 +102,7 @@ def test_prose_sentences_skip_code_and_navigation() -> None:
     assert prose_sentences(text) == ["The module provides a fast way to compare sorted sequences of values."]
     assert _predicate("It is the default.") is None  # no subject to ask about
     leaning = ("A handler of last resort is available through this attribute.\n"  # which attribute?
+               "The dict object passed to the constructor must support those methods.\n"  # which methods?
                "Another difference is that the sort method is only defined for lists.")
     assert prose_sentences(leaning) == []
 
@@ -119,6 +120,7 @@ def test_spread_reaches_every_document_before_the_second_chunk_of_any() -> None:
     ("full backups kept", "90 days", False),                                   # not a question
     ("What is the on-call on-call rota?", "a two-tier rota", False),           # stutter
     ("What does the sentence say about full backups?", "90 days", False),      # points at a passage
+    ("What does the backup server package say about tapes?", "Tapes are kept for a year", False),  # what a text says
     ("What is the purpose of the Format Strings section in the document?", "to describe layouts", False),
     ("What does this module provide for full backups?", "a scheduler", False),  # a demonstrative
     ("What are the most common types used for that purpose?", "int and str", False),

@@ -88,10 +88,10 @@ def check_format(question: str, answer: str, cfg: SDGConfig) -> Outcome:
                                                      "not what the document says")
     if re.search(r"(?<![\w-])([\w-]+)\s+\1(?![\w-])", question, re.I):
         return Outcome("format", False, words, None, "a word repeated ('on-call on-call')")
-    if re.search(r"\b(above|below)\b|\bthe (document|passage|text|sentence|section|excerpt|paragraph|statement)\b",
-                 question, re.I) or _demonstrative(question) or _UNNAMED(question):
-        return Outcome("format", False, words, None, "points at a passage ('this module', 'the sentence'): not a "
-                                                     "question on its own")
+    if re.search(r"\b(above|below)\b|\bthe (document|passage|text|sentence|section|excerpt|paragraph|statement)\b|"
+                 r"\bsays? about\b", question, re.I) or _demonstrative(question) or _UNNAMED(question):
+        return Outcome("format", False, words, None, "points at a passage ('this module', 'the sentence', 'What "
+                                                     "does X say about ...'): not a question on its own")
     return Outcome("format", True, words, None, "ok")
 
 
